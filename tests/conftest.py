@@ -1,0 +1,44 @@
+"""Shared fixtures: where the real face photos are, and a fresh data directory per test."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_FACES = REPO_ROOT.parent / "shared" / "data" / "faces"
+
+
+def _insightface_images() -> Path:
+    spec = importlib.util.find_spec("insightface")
+    assert spec is not None and spec.submodule_search_locations, "insightface is a dependency"
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "images"
+
+
+SAMPLE_IMAGES = _insightface_images()
+"""Photos shipped inside the installed insightface package (t1.jpg: a group of 6 faces)."""
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> Path:
+    """Folder of sample photos that ship inside an installed package; always present."""
+    return SAMPLE_IMAGES
+
+
+@pytest.fixture(scope="session")
+def shared_faces() -> Path:
+    """../shared/data/faces (labeled photos and pairs.csv); the test skips where it is absent."""
+    if not (SHARED_FACES / "labels.csv").is_file():
+        pytest.skip(f"labeled face photos not found at {SHARED_FACES} (only in the development checkout)")
+    return SHARED_FACES
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty data directory, also exported as FACEPIPE_HOME."""
+    d = tmp_path / "facepipe-home"
+    d.mkdir()
+    monkeypatch.setenv("FACEPIPE_HOME", str(d))
+    return d
