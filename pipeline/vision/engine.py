@@ -1,18 +1,199 @@
 """The face engine: the one object the service layer uses for everything visual.
 
-CONTRACT (implemented in this package; the service layer relies on exactly this):
+CONTRACT (the service layer relies on exactly this):
 
-    engine = get_engine(settings)            # cached per (model_pack, provider, threads)
+    engine = get_engine(settings)            # cached per (model_pack, provider, threads, cache_dir)
     engine.model_version -> str              # FaceModelVersion reported by the API
     engine.embedding_dim -> int              # D of every vector
-    image = engine.decode(data: bytes)       # DecodedImage; raises InvalidImageFormatException,
-                                             # ImageTooLargeException, InvalidParameterException
+    image = engine.decode(data: bytes, max_bytes=None)
+                                             # DecodedImage (.width, .height, .bgr); raises
+                                             # InvalidImageFormatException, ImageTooLargeException,
+                                             # InvalidParameterException
     faces = engine.analyze(image, max_faces=100, embed=True)
                                              # list[DetectedFace], largest box first
     many = engine.analyze_many(images, max_faces=100)   # faces of many images, embeddings batched
+    engine.embed_aligned(crops) -> (N, D)    # (N,112,112,3) BGR uint8 aligned crops -> unit vectors
     engine.similarity(cosine) -> float       # calibrated 0-100 Similarity/Confidence
     engine.cosine_at(similarity) -> float    # inverse: the cosine whose Similarity is `similarity`
     engine.quality_reasons(face, level) -> list[str]
                                              # IndexFaces QualityFilter reasons for one face
                                              # (level NONE/AUTO/LOW/MEDIUM/HIGH; [] = passes)
 """
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.config import Settings
+from pipeline.errors import InvalidParameterException
+from pipeline.types import LANDMARK_TYPES, BoundingBox, DetectedFace, Landmark
+from pipeline.vision.align import CROP_SIZE, align_face
+from pipeline.vision.calibration import SimilarityMap
+from pipeline.vision.detect import Detections
+from pipeline.vision.image import DecodedImage, decode_image
+from pipeline.vision.packs import LoadedPack, load_pack
+from pipeline.vision.providers import choose_providers
+from pipeline.vision.quality import estimate_pose, measure_quality, quality_reasons
+
+__all__ = ["DecodedImage", "FaceEngine", "get_engine"]
+
+MAX_FACES_LIMIT = 4096
+"""Largest max_faces accepted by analyze()."""
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One detection of one image, aligned, before embedding."""
+
+    face: DetectedFace
+    crop: npt.NDArray[np.uint8]
+
+
+class FaceEngine:
+    """Decode, detect, align, embed and score faces with one loaded model pack.
+
+    Thread-safe: ONNX Runtime sessions may be run from several threads at once.
+    """
+
+    def __init__(self, pack: LoadedPack, max_image_bytes: int) -> None:
+        self.pack = pack
+        self.max_image_bytes = max_image_bytes
+        self.model_version: str = pack.model_version
+        self.embedding_dim: int = pack.embedder.embedding_dim
+        self.calibration: SimilarityMap = pack.calibration
+
+    def decode(self, data: bytes, max_bytes: int | None = None) -> DecodedImage:
+        """JPEG/PNG bytes -> upright BGR image; Rekognition errors for anything else.
+
+        ``max_bytes`` defaults to the settings' max_image_bytes (5 MB unless configured).
+        """
+        return decode_image(data, self.max_image_bytes if max_bytes is None else max_bytes)
+
+    def _found(self, image: DecodedImage, max_faces: int) -> list[_Found]:
+        if (
+            isinstance(max_faces, bool)
+            or not isinstance(max_faces, int)
+            or not 1 <= max_faces <= MAX_FACES_LIMIT
+        ):
+            raise InvalidParameterException(
+                f"MaxFaces must be an integer from 1 to {MAX_FACES_LIMIT}; got {max_faces!r}"
+            )
+        detections: Detections = self.pack.detector.detect(image.bgr)
+        width, height = float(image.width), float(image.height)
+        boxes = detections.boxes
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        # largest first; ties broken by detector score, then position, so the order is stable
+        order = sorted(
+            range(len(detections)),
+            key=lambda i: (
+                -float(areas[i]),
+                -float(detections.scores[i]),
+                float(boxes[i, 1]),
+                float(boxes[i, 0]),
+            ),
+        )[:max_faces]
+        found = []
+        for i in order:
+            x1, y1, x2, y2 = (float(v) for v in boxes[i])
+            points = detections.landmarks[i]
+            crop = align_face(image.bgr, points)
+            face = DetectedFace(
+                bounding_box=BoundingBox(
+                    left=x1 / width, top=y1 / height, width=(x2 - x1) / width, height=(y2 - y1) / height
+                ),
+                landmarks=tuple(
+                    Landmark(type=name, x=float(points[k, 0]) / width, y=float(points[k, 1]) / height)
+                    for k, name in enumerate(LANDMARK_TYPES)
+                ),
+                pose=estimate_pose(points, self.pack.frontal_nose_height),
+                quality=measure_quality(crop),
+                confidence=round(min(100.0, max(0.0, float(detections.scores[i]) * 100.0)), 4),
+            )
+            found.append(_Found(face, crop))
+        return found
+
+    @staticmethod
+    def _with_embeddings(found: list[_Found], vectors: npt.NDArray[np.float32]) -> list[DetectedFace]:
+        return [
+            DetectedFace(
+                f.face.bounding_box, f.face.landmarks, f.face.pose, f.face.quality, f.face.confidence, v
+            )
+            for f, v in zip(found, vectors, strict=True)
+        ]
+
+    def analyze(self, image: DecodedImage, max_faces: int = 100, embed: bool = True) -> list[DetectedFace]:
+        """Faces in ``image``, largest bounding box first, at most ``max_faces`` (the largest).
+
+        With ``embed`` each face carries its unit-length float32 embedding.
+        """
+        found = self._found(image, max_faces)
+        if not embed or not found:
+            return [f.face for f in found]
+        return self._with_embeddings(found, self.embed_aligned(np.stack([f.crop for f in found])))
+
+    def analyze_many(self, images: list[DecodedImage], max_faces: int = 100) -> list[list[DetectedFace]]:
+        """analyze() for each image, with every face's embedding computed in shared batches."""
+        per_image = [self._found(image, max_faces) for image in images]
+        crops = [f.crop for found in per_image for f in found]
+        if not crops:
+            return [[] for _ in images]
+        vectors = self.embed_aligned(np.stack(crops))
+        result, start = [], 0
+        for found in per_image:
+            result.append(self._with_embeddings(found, vectors[start : start + len(found)]))
+            start += len(found)
+        return result
+
+    def embed_aligned(self, crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """(N, 112, 112, 3) BGR uint8 crops aligned on the ArcFace template -> (N, D) unit vectors."""
+        return self.pack.embedder.embed(np.asarray(crops))
+
+    def similarity(self, cosine: float) -> float:
+        """Calibrated Similarity/Confidence (0-100, monotone increasing) of a cosine similarity."""
+        return self.calibration.similarity(cosine)
+
+    def cosine_at(self, similarity: float) -> float:
+        """The cosine whose Similarity is ``similarity``: inverse of similarity()."""
+        return self.calibration.cosine_at(similarity)
+
+    def quality_reasons(self, face: DetectedFace, level: str) -> list[str]:
+        """QualityFilter ``level`` (NONE/AUTO/LOW/MEDIUM/HIGH) reasons for ``face``; [] passes."""
+        return quality_reasons(face, level)
+
+
+_PACKS: dict[tuple[str, str, int, Path], LoadedPack] = {}
+_ENGINES: dict[tuple[str, str, int, Path, int], FaceEngine] = {}
+_LOCK = threading.Lock()
+
+
+def get_engine(settings: Settings | None = None) -> FaceEngine:
+    """The engine for these settings; models load once per (model_pack, provider, threads, cache_dir).
+
+    The first call locates and verifies the model files, prepares them into the cache directory
+    when needed, and opens ONNX Runtime sessions; later calls return the same object (one per
+    max_image_bytes, sharing the loaded models).
+    """
+    settings = settings if settings is not None else Settings.from_env()
+    key = (settings.model_pack, settings.provider, int(settings.threads), Path(settings.cache_dir))
+    with _LOCK:
+        engine = _ENGINES.get((*key, settings.max_image_bytes))
+        if engine is None:
+            pack = _PACKS.get(key)
+            if pack is None:
+                providers = choose_providers(settings.provider)
+                pack = load_pack(
+                    settings.model_pack, providers, int(settings.threads), Path(settings.cache_dir)
+                )
+                _PACKS[key] = pack
+            engine = FaceEngine(pack, settings.max_image_bytes)
+            _ENGINES[(*key, settings.max_image_bytes)] = engine
+    return engine
+
+
+CROP_SHAPE = (CROP_SIZE, CROP_SIZE, 3)
+"""Shape of one aligned crop accepted by embed_aligned()."""

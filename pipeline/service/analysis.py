@@ -1,0 +1,143 @@
+"""The stateless operations: DetectFaces and CompareFaces.
+
+The operations layer validates the request and resolves Image{Bytes|S3Object} to bytes before
+calling these; they still check what they use, so a direct library call gets the same errors.
+Responses are shaped as botocore's Rekognition model (FaceDetail, ComparedFace, ...).
+
+Attributes: the models give a box, 5 landmarks, a detector confidence, and from those a pose and
+image quality. That is the DEFAULT set; ALL and the individual attributes (AGE_RANGE, EMOTIONS,
+...) return the same fields, since nothing here can estimate age, gender, emotions or the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.errors import InvalidParameterException
+from pipeline.types import DetectedFace
+from pipeline.vision.quality import QUALITY_LEVELS
+
+ATTRIBUTES = (
+    "DEFAULT",
+    "ALL",
+    "AGE_RANGE",
+    "BEARD",
+    "EMOTIONS",
+    "EYE_DIRECTION",
+    "EYEGLASSES",
+    "EYES_OPEN",
+    "GENDER",
+    "MOUTH_OPEN",
+    "MUSTACHE",
+    "FACE_OCCLUDED",
+    "SMILE",
+    "SUNGLASSES",
+)
+"""DetectFaces Attributes values accepted (botocore's Attribute enum)."""
+
+MAX_FACES = 100
+"""DetectFaces and CompareFaces look at the 100 largest faces of an image."""
+
+
+class FaceEngine(Protocol):
+    """What these operations use of pipeline.vision.engine.FaceEngine."""
+
+    def decode(self, data: bytes, max_bytes: int | None = None) -> Any: ...
+
+    def analyze(self, image: Any, max_faces: int = 100, embed: bool = True) -> list[DetectedFace]: ...
+
+    def similarity(self, cosine: float) -> float: ...
+
+    def quality_reasons(self, face: DetectedFace, level: str) -> list[str]: ...
+
+
+def detect_faces(engine: FaceEngine, image: bytes, attributes: list[str] | None = None) -> dict[str, Any]:
+    """DetectFaces response body: FaceDetails of the 100 largest faces, largest first.
+
+    ``attributes``: DetectFaces Attributes (default ["DEFAULT"]); every value returns the DEFAULT
+    fields (BoundingBox, Landmarks, Pose, Quality, Confidence), the only ones the models give.
+    """
+    for value in attributes or []:
+        if value not in ATTRIBUTES:
+            raise InvalidParameterException(
+                f"Attributes values must be among {', '.join(ATTRIBUTES)}; got {value!r}"
+            )
+    faces = engine.analyze(engine.decode(image), max_faces=MAX_FACES, embed=False)
+    return {"FaceDetails": [face.to_face_detail() for face in faces]}
+
+
+def _compared_face(face: DetectedFace) -> dict[str, Any]:
+    """The ComparedFace shape: box, confidence, landmarks, pose, quality."""
+    detail = face.to_face_detail()
+    return {key: detail[key] for key in ("BoundingBox", "Confidence", "Landmarks", "Pose", "Quality")}
+
+
+def _check_threshold(similarity_threshold: float) -> float:
+    if isinstance(similarity_threshold, bool) or not isinstance(similarity_threshold, int | float):
+        raise InvalidParameterException(
+            f"SimilarityThreshold must be a number from 0 to 100; got {similarity_threshold!r}"
+        )
+    value = float(similarity_threshold)
+    if not 0.0 <= value <= 100.0:
+        raise InvalidParameterException(f"SimilarityThreshold must be from 0 to 100; got {value}")
+    return value
+
+
+def compare_faces(
+    engine: FaceEngine,
+    source: bytes,
+    target: bytes,
+    similarity_threshold: float = 80.0,
+    quality_filter: str = "NONE",
+) -> dict[str, Any]:
+    """CompareFaces response body: the source image's largest face against the target's 100 largest.
+
+    Faces whose Similarity is at least ``similarity_threshold`` (0-100) are FaceMatches (highest
+    Similarity first), the others UnmatchedFaces (largest first). With ``quality_filter`` other
+    than NONE, faces failing that bar are not compared and appear in neither list. A source
+    image without a usable face, or a target image without any face, is InvalidParameterException
+    (as Rekognition documents).
+    """
+    threshold = _check_threshold(similarity_threshold)
+    if quality_filter not in QUALITY_LEVELS:
+        raise InvalidParameterException(
+            f"QualityFilter must be one of {', '.join(QUALITY_LEVELS)}; got {quality_filter!r}"
+        )
+    source_image = engine.decode(source)
+    target_image = engine.decode(target)
+    source_faces = engine.analyze(source_image, max_faces=1)
+    target_faces = engine.analyze(target_image, max_faces=MAX_FACES)
+    if not source_faces:
+        raise InvalidParameterException("No face was detected in the source image")
+    if not target_faces:
+        raise InvalidParameterException("No face was detected in the target image")
+    source_face = source_faces[0]
+    reasons = engine.quality_reasons(source_face, quality_filter)
+    if reasons:
+        raise InvalidParameterException(
+            f"The largest face in the source image does not pass QualityFilter {quality_filter}: {', '.join(reasons)}"
+        )
+    compared = [face for face in target_faces if not engine.quality_reasons(face, quality_filter)]
+    matches: list[dict[str, Any]] = []
+    unmatched: list[dict[str, Any]] = []
+    if compared:
+        assert source_face.embedding is not None
+        vectors = np.stack([face.embedding for face in compared if face.embedding is not None])
+        cosines = vectors @ source_face.embedding
+        for face, cosine in zip(compared, cosines, strict=True):
+            similarity = engine.similarity(float(cosine))
+            if similarity >= threshold:
+                matches.append({"Similarity": similarity, "Face": _compared_face(face)})
+            else:
+                unmatched.append(_compared_face(face))
+    matches.sort(key=lambda match: -float(match["Similarity"]))
+    return {
+        "SourceImageFace": {
+            "BoundingBox": source_face.bounding_box.to_api(),
+            "Confidence": source_face.confidence,
+        },
+        "FaceMatches": matches,
+        "UnmatchedFaces": unmatched,
+    }

@@ -1,0 +1,222 @@
+"""Load-time preparation of ONNX models so that ONNX Runtime runs them, and runs them fast.
+
+Each transform takes and returns an ``onnx.ModelProto``; :func:`prepare_model` applies the ones a
+manifest asks for, in a fixed order. ``PREPARATION_VERSION`` is part of the cache key of a
+prepared file: bump it whenever any transform's output changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import helper, numpy_helper
+
+PREPARATION_VERSION = 3
+"""Version of the transforms below; part of every prepared file's cache key."""
+
+TRANSFORMS = ("fold_dequantize", "drop_constant_inputs", "dynamic_batch", "dynamic_hw", "prelu_to_relu")
+"""Names accepted in a manifest's ``prepare`` list, applied in this order."""
+
+
+def _dequantize_blocked(
+    quantized: npt.NDArray[np.generic],
+    scale: npt.NDArray[np.float32],
+    zero_point: npt.NDArray[np.generic] | None,
+    axis: int,
+    block_size: int,
+) -> npt.NDArray[np.float32]:
+    """DequantizeLinear evaluated in numpy: per-tensor, per-axis or blocked (``block_size`` > 0)."""
+    q = quantized.astype(np.float32)
+    zp = np.zeros_like(scale) if zero_point is None else zero_point.astype(np.float32)
+    if scale.size == 1:
+        return ((q - zp.reshape(())) * scale.reshape(())).astype(np.float32)
+    axis = axis % q.ndim
+    if block_size > 0:
+        n = q.shape[axis]
+        scale = np.repeat(scale, block_size, axis=axis).take(np.arange(n), axis=axis)
+        zp = np.repeat(zp, block_size, axis=axis).take(np.arange(n), axis=axis)
+        return ((q - zp) * scale).astype(np.float32)
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return ((q - zp.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
+
+
+def fold_dequantize(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Evaluate DequantizeLinear (and a following constant Reshape) on initializers once.
+
+    The int8 weights become float32 initializers; the graph then holds plain float convolutions,
+    which ONNX Runtime runs faster than dequantizing on every call, and the ``block_size``
+    attribute that ONNX Runtime rejects on per-tensor scales disappears with the nodes.
+    """
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    removed: set[int] = set()
+    new_inits: dict[str, npt.NDArray[np.float32]] = {}
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or not all(x in inits or x == "" for x in node.input):
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        arrays = [numpy_helper.to_array(inits[x]) if x else None for x in node.input]
+        quantized, scale = arrays[0], arrays[1]
+        assert quantized is not None and scale is not None
+        zero_point = arrays[2] if len(arrays) > 2 else None
+        value = _dequantize_blocked(
+            quantized, scale, zero_point, int(attrs.get("axis", 1)), int(attrs.get("block_size", 0))
+        )
+        name = node.output[0]
+        removed.add(id(node))
+        users = consumers.get(name, [])
+        if (
+            len(users) == 1
+            and users[0].op_type == "Reshape"
+            and users[0].input[0] == name
+            and users[0].input[1] in inits
+            and name not in outputs
+        ):
+            reshape = users[0]
+            shape = numpy_helper.to_array(inits[reshape.input[1]]).astype(np.int64)
+            value = value.reshape(shape)
+            name = reshape.output[0]
+            removed.add(id(reshape))
+        new_inits[name] = value
+    kept = [n for n in graph.node if id(n) not in removed]
+    del graph.node[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in new_inits.items())
+    return _drop_unused_initializers(model)
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    graph = model.graph
+    used = {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return model
+
+
+def drop_constant_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove graph inputs that no node reads or that are initializers (ORT would demand them)."""
+    graph = model.graph
+    used = {x for n in graph.node for x in n.input}
+    inits = {t.name for t in graph.initializer}
+    kept = [i for i in graph.input if i.name in used and i.name not in inits]
+    del graph.input[:]
+    graph.input.extend(kept)
+    return _drop_unused_initializers(model)
+
+
+def _set_dims(value: onnx.ValueInfoProto, names: dict[int, str]) -> None:
+    dims = value.type.tensor_type.shape.dim
+    for index, name in names.items():
+        if index < len(dims):
+            dims[index].ClearField("dim_value")
+            dims[index].dim_param = name
+
+
+def dynamic_batch(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Make axis 0 of every graph input and output symbolic ('N'), so any batch size runs."""
+    for value in [*model.graph.input, *model.graph.output]:
+        _set_dims(value, {0: "N"})
+    del model.graph.value_info[:]
+    return model
+
+
+def dynamic_hw(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Make the image input's height and width symbolic and clear the outputs' fixed anchor counts."""
+    for value in model.graph.input:
+        _set_dims(value, {2: "H", 3: "W"})
+    for value in model.graph.output:
+        _set_dims(value, {1: "anchors"})
+    del model.graph.value_info[:]
+    return model
+
+
+def prelu_to_relu(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite PRelu(x) as (1 - s) * Relu(x) + s * x (identical outputs).
+
+    ONNX Runtime's CPU layout optimizer keeps convolutions in its blocked NCHWc format only across
+    layout-aware ops; PRelu is not one, Relu, Mul and Add are, so this removes a reorder around
+    every convolution.
+    """
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    extra: list[onnx.TensorProto] = []
+    for node in graph.node:
+        if node.op_type != "PRelu" or node.input[1] not in inits:
+            nodes.append(node)
+            continue
+        x, slope_name = node.input[0], node.input[1]
+        slope = numpy_helper.to_array(inits[slope_name]).astype(np.float32)
+        if slope.ndim == 1 and slope.size > 1:
+            slope = slope.reshape(-1, 1, 1)
+        base = node.output[0]
+        s_name, keep_name = base + "__slope", base + "__keep"
+        extra.append(numpy_helper.from_array(slope, s_name))
+        extra.append(numpy_helper.from_array((1.0 - slope).astype(np.float32), keep_name))
+        relu, scaled_pos, scaled_x = base + "__relu", base + "__pos", base + "__neg"
+        nodes.append(helper.make_node("Relu", [x], [relu], name=base + "__relu_node"))
+        nodes.append(helper.make_node("Mul", [relu, keep_name], [scaled_pos], name=base + "__mul_pos"))
+        nodes.append(helper.make_node("Mul", [x, s_name], [scaled_x], name=base + "__mul_x"))
+        nodes.append(helper.make_node("Add", [scaled_pos, scaled_x], [base], name=base + "__add"))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(extra)
+    return _drop_unused_initializers(model)
+
+
+_BY_NAME = {
+    "fold_dequantize": fold_dequantize,
+    "drop_constant_inputs": drop_constant_inputs,
+    "dynamic_batch": dynamic_batch,
+    "dynamic_hw": dynamic_hw,
+    "prelu_to_relu": prelu_to_relu,
+}
+
+
+def prepare_model(model: onnx.ModelProto, transforms: Sequence[str]) -> onnx.ModelProto:
+    """Apply the named transforms (a subset of TRANSFORMS) in TRANSFORMS order and check the result."""
+    unknown = set(transforms) - set(TRANSFORMS)
+    if unknown:
+        raise ValueError(f"unknown model preparation step(s): {sorted(unknown)}; known: {TRANSFORMS}")
+    for name in TRANSFORMS:
+        if name in transforms:
+            model = _BY_NAME[name](model)
+    onnx.checker.check_model(model)
+    return model
+
+
+def prepared_path(source: Path, source_sha256: str, transforms: Sequence[str], cache_dir: Path) -> Path:
+    """The prepared model's file, creating it atomically (temp file + rename) when absent.
+
+    The file name holds the source digest and PREPARATION_VERSION, so a changed source or a new
+    preparation never reuses a stale file, and concurrent processes never see a half-written one.
+    """
+    target = cache_dir / "models" / f"{source.stem}.{source_sha256[:16]}.prep{PREPARATION_VERSION}.onnx"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model = prepare_model(onnx.load(str(source)), transforms)
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target

@@ -1,0 +1,83 @@
+"""ONNX Runtime execution providers and session options: one function decides."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import onnxruntime as ort
+
+from pipeline.errors import InternalServerError
+
+log = logging.getLogger(__name__)
+
+PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+"""Accepted values of Settings.provider."""
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def cuda_really_loads() -> bool:
+    """True when onnxruntime-gpu is installed and its CUDA provider loads (a GPU and CUDA libs exist)."""
+    if CUDA not in ort.get_available_providers():
+        return False
+    try:
+        from onnx import TensorProto, helper
+
+        node = helper.make_node("Identity", ["x"], ["y"])
+        graph = helper.make_graph(
+            [node],
+            "probe",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        session = ort.InferenceSession(model.SerializeToString(), providers=[CUDA, CPU])
+        return CUDA in session.get_providers()
+    except Exception:
+        return False
+
+
+def choose_providers(
+    requested: str,
+    available: Sequence[str] | None = None,
+    cuda_loads: Callable[[], bool] = cuda_really_loads,
+) -> list[str]:
+    """The ONNX Runtime provider list for Settings.provider ``requested``.
+
+    'cpu': CPU only. 'cuda': CUDA then CPU, and an error when CUDA does not load. 'auto': CUDA
+    when onnxruntime-gpu's provider is installed and really loads, else CPU (with one warning
+    when the CUDA provider is installed but does not load).
+    """
+    if requested not in PROVIDER_CHOICES:
+        raise InternalServerError(f"provider must be one of {', '.join(PROVIDER_CHOICES)}; got {requested!r}")
+    available = list(ort.get_available_providers() if available is None else available)
+    if requested == "cpu":
+        return [CPU]
+    cuda_installed = CUDA in available
+    if requested == "cuda":
+        if cuda_installed and cuda_loads():
+            return [CUDA, CPU]
+        raise InternalServerError(
+            "provider 'cuda' asked for, but ONNX Runtime's CUDA provider does not load: install onnxruntime-gpu "
+            "with a matching CUDA/cuDNN and check that a GPU is visible, or use provider 'cpu'"
+        )
+    if cuda_installed:
+        if cuda_loads():
+            return [CUDA, CPU]
+        log.warning("onnxruntime-gpu is installed but its CUDA provider does not load; running on CPU")
+    return [CPU]
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """Session options: full graph optimisation; ``threads`` intra-op threads (0 = ONNX Runtime's choice)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = max(0, int(threads))
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # idle worker threads sleep instead of spinning: on a shared or busy CPU spinning threads steal
+    # the cores that the working ones need
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
