@@ -12,3 +12,91 @@ check (max lengths, list sizes, ranges, patterns), runs it, and returns the resp
 returns it (without ResponseMetadata; timestamps as datetime). Errors are
 pipeline.errors.RekognitionError subclasses.
 """
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from typing import Any
+
+import botocore.session
+from botocore.model import OperationModel, ServiceModel
+
+from pipeline.config import Settings
+from pipeline.errors import UnknownOperationException
+from pipeline.service import analysis_ops, collections, faces, search, users
+from pipeline.service.common import OPERATIONS, FaceEngine
+from pipeline.service.search import UserCentroids
+from pipeline.service.validation import validate_request
+from pipeline.store import Store
+
+__all__ = ["FacePipe"]
+
+_FAMILIES = (analysis_ops, collections, faces, search, users)  # importing them registers the operations
+
+
+@cache
+def rekognition_model() -> ServiceModel:
+    """botocore's Rekognition service model (the contract)."""
+    return botocore.session.get_session().get_service_model("rekognition")
+
+
+class FacePipe:
+    """Runs Rekognition face-collection operations on a local store.
+
+    settings: None means Settings.from_env(). engine: the face engine to use; None means
+    pipeline.vision.engine.get_engine(settings), loaded on first use. The store under
+    settings.data_dir is opened on first use. Safe to share between threads.
+    """
+
+    def __init__(self, settings: Settings | None = None, engine: FaceEngine | None = None) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        self._engine = engine
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+        self.user_centroids = UserCentroids()
+
+    @property
+    def engine(self) -> FaceEngine:
+        """The face engine (loaded on first use)."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    from pipeline.vision.engine import get_engine
+
+                    self._engine = get_engine(self.settings)
+        return self._engine
+
+    @property
+    def store(self) -> Store:
+        """The store under settings.data_dir (opened on first use)."""
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = Store(self.settings.data_dir)
+        return self._store
+
+    @property
+    def operations(self) -> list[str]:
+        """Names of the implemented operations, sorted."""
+        return sorted(OPERATIONS)
+
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Validate and run one operation; returns its response as boto3 returns it."""
+        handler = OPERATIONS.get(operation)
+        if handler is None:
+            raise UnknownOperationException(f"Unknown operation: {operation}")
+        validate_request(_operation_model(operation), params)
+        return handler(self, params)
+
+    def close(self) -> None:
+        """Close the store (large indexes are saved for a fast next open)."""
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+@cache
+def _operation_model(operation: str) -> OperationModel:
+    return rekognition_model().operation_model(operation)

@@ -1,0 +1,42 @@
+"""DetectFaces and CompareFaces: image operations without a collection (see analysis.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pipeline.service import analysis
+from pipeline.service.common import operation
+from pipeline.service.images import image_bytes
+
+if TYPE_CHECKING:
+    from pipeline.service import FacePipe
+
+
+def _vision_engine(fp: FacePipe) -> Any:
+    """The engine as analysis.py types it (the vision package's class; FacePipe types it by interface)."""
+    return fp.engine
+
+
+@operation("DetectFaces")
+def detect_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+    """Faces of one image with the requested Attributes."""
+    data = image_bytes(fp.settings, params["Image"])
+    response: dict[str, Any] = analysis.detect_faces(
+        _vision_engine(fp), data, list(params.get("Attributes") or ["DEFAULT"])
+    )
+    return response
+
+
+@operation("CompareFaces")
+def compare_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+    """The largest face of SourceImage compared with every face of TargetImage."""
+    source = image_bytes(fp.settings, params["SourceImage"], "SourceImage")
+    target = image_bytes(fp.settings, params["TargetImage"], "TargetImage")
+    response: dict[str, Any] = analysis.compare_faces(
+        _vision_engine(fp),
+        source,
+        target,
+        float(params.get("SimilarityThreshold", 80.0)),
+        str(params.get("QualityFilter", "NONE")),
+    )
+    return response

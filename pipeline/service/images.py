@@ -1,0 +1,86 @@
+"""Image parameters: ``Image{Bytes | S3Object}`` to the image's bytes.
+
+Bytes are limited to ``settings.max_image_bytes`` (ImageTooLargeException). An S3Object is read
+from ``settings.s3_root`` (a local directory whose sub-directories are buckets) or from the
+S3-compatible endpoint ``settings.s3_endpoint_url`` (boto3, credentials from the usual sources),
+limited to ``settings.max_s3_image_bytes``; ``Version`` is ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import ImageTooLargeException, InvalidParameterException, InvalidS3ObjectException
+
+
+def _too_large(size: int, limit: int) -> ImageTooLargeException:
+    return ImageTooLargeException(f"Image size {size} bytes exceeds the limit of {limit} bytes")
+
+
+def image_bytes(settings: Settings, image: dict[str, Any], field: str = "Image") -> bytes:
+    """The bytes of an Image parameter (exactly one of Bytes and S3Object)."""
+    has_bytes = image.get("Bytes") is not None
+    has_s3 = image.get("S3Object") is not None
+    if has_bytes == has_s3:
+        raise InvalidParameterException(f"{field} must have exactly one of Bytes and S3Object")
+    if has_bytes:
+        data = bytes(image["Bytes"])
+        if len(data) > settings.max_image_bytes:
+            raise _too_large(len(data), settings.max_image_bytes)
+        return data
+    s3 = image["S3Object"]
+    bucket, name = s3.get("Bucket"), s3.get("Name")
+    if not bucket or not name:
+        raise InvalidParameterException(f"{field}.S3Object must have Bucket and Name")
+    if settings.s3_root is not None:
+        return _read_local(Path(settings.s3_root), bucket, name, settings.max_s3_image_bytes)
+    if settings.s3_endpoint_url:
+        return _read_endpoint(settings.s3_endpoint_url, bucket, name, settings.max_s3_image_bytes)
+    raise InvalidS3ObjectException(
+        "S3Object images need an S3 source: set FACEPIPE_S3_ROOT (a local directory whose sub-directories"
+        " are buckets) or FACEPIPE_S3_ENDPOINT_URL (an S3-compatible endpoint)"
+    )
+
+
+def _read_local(root: Path, bucket: str, name: str, limit: int) -> bytes:
+    bucket_dir = (root / bucket).resolve()
+    if not bucket_dir.is_dir() or bucket_dir.parent != root.resolve():
+        raise InvalidS3ObjectException(
+            f"Unable to get object metadata from S3: bucket {bucket} does not exist"
+        )
+    path = (bucket_dir / name).resolve()
+    if not path.is_relative_to(bucket_dir) or not path.is_file():
+        raise InvalidS3ObjectException(
+            f"Unable to get object metadata from S3: object {name} not found in bucket {bucket}"
+        )
+    size = path.stat().st_size
+    if size > limit:
+        raise _too_large(size, limit)
+    return path.read_bytes()
+
+
+def _read_endpoint(endpoint_url: str, bucket: str, name: str, limit: int) -> bytes:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client("s3", endpoint_url=endpoint_url)
+    try:
+        obj = client.get_object(Bucket=bucket, Key=name)
+        size = int(obj.get("ContentLength") or 0)
+        if size > limit:
+            raise _too_large(size, limit)
+        data: bytes = obj["Body"].read(limit + 1)
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "error")
+        raise InvalidS3ObjectException(
+            f"Unable to get object metadata from S3: s3://{bucket}/{name} at {endpoint_url}: {code}"
+        ) from err
+    except BotoCoreError as err:
+        raise InvalidS3ObjectException(
+            f"Unable to read s3://{bucket}/{name} from {endpoint_url}: {err}"
+        ) from err
+    if len(data) > limit:
+        raise _too_large(len(data), limit)
+    return data

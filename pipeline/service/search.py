@@ -1,0 +1,209 @@
+"""SearchFaces, SearchFacesByImage, SearchUsers, SearchUsersByImage.
+
+Similarity is engine.similarity(cosine), 0-100. Thresholds are turned into cosines with
+engine.cosine_at and applied in the index. A user's vector is the centroid (normalised mean) of
+its faces; users without faces are never matched. SearchFaces never returns the searched face
+itself, and SearchUsers by UserId never returns the searched user.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.errors import InvalidParameterException, ResourceNotFoundException
+from pipeline.service.common import face_to_api, operation, user_status
+from pipeline.service.images import image_bytes
+from pipeline.store import CollectionRow, Store, normalized_mean
+from pipeline.types import DetectedFace
+
+if TYPE_CHECKING:
+    from pipeline.service import FacePipe
+
+DEFAULT_FACE_MATCH_THRESHOLD = 80.0
+DEFAULT_USER_MATCH_THRESHOLD = 80.0
+DEFAULT_MAX_FACES = 4096
+DEFAULT_MAX_USERS = 500
+
+
+class UserCentroids:
+    """Per-collection cache of user centroids, refreshed when the collection's users change."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[int, list[str], list[int], np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def match(
+        self,
+        store: Store,
+        coll: CollectionRow,
+        vector: np.ndarray,
+        min_cosine: float,
+        limit: int,
+        exclude: str | None,
+    ) -> list[tuple[str, int, float]]:
+        """(user id, face count, cosine) of users with cosine >= min_cosine, best first."""
+        with store.read() as tx:
+            version = tx.users_version(coll)
+            with self._lock:
+                cached = self._cache.get(coll.id)
+            if cached is None or cached[0] != version:
+                ids, counts, matrix = tx.user_centroids(coll)
+                cached = (version, ids, counts, matrix)
+                with self._lock:
+                    self._cache[coll.id] = cached
+        _, ids, counts, matrix = cached
+        if not ids:
+            return []
+        scores = matrix @ np.asarray(vector, dtype=np.float32)
+        order = np.argsort(-scores, kind="stable")
+        out: list[tuple[str, int, float]] = []
+        for i in order:
+            if scores[i] < min_cosine or len(out) >= limit:
+                break
+            if ids[i] != exclude:
+                out.append((ids[i], counts[i], float(scores[i])))
+        return out
+
+
+def _search_faces(
+    fp: FacePipe, coll: CollectionRow, vector: np.ndarray, params: dict[str, Any], skip_label: int | None
+) -> list[dict[str, Any]]:
+    threshold = float(params.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD))
+    max_faces = int(params.get("MaxFaces", DEFAULT_MAX_FACES))
+    min_cosine = float(fp.engine.cosine_at(threshold))
+    hits = fp.store.search(coll, vector, max_faces + (skip_label is not None), min_cosine)
+    hits = [(label, cosine) for label, cosine in hits if label != skip_label][:max_faces]
+    with fp.store.read() as tx:
+        rows = tx.faces_by_label([label for label, _ in hits])
+    matches = []
+    for label, cosine in hits:
+        row = rows.get(label)
+        similarity = float(fp.engine.similarity(cosine))
+        if row is not None and similarity >= threshold:
+            matches.append({"Similarity": similarity, "Face": face_to_api(row, coll.model_version)})
+    return matches
+
+
+def _largest_usable_face(
+    fp: FacePipe, faces: list[DetectedFace], level: str
+) -> tuple[DetectedFace | None, list[dict[str, Any]]]:
+    """The largest face passing the quality filter, and the UnsearchedFaces entries of the others."""
+    searched: DetectedFace | None = None
+    unsearched: list[dict[str, Any]] = []
+    for face in sorted(faces, key=lambda f: f.area, reverse=True):
+        reasons = [] if level == "NONE" else list(fp.engine.quality_reasons(face, level))
+        if not reasons and face.embedding is None:
+            reasons = ["LOW_FACE_QUALITY"]
+        if not reasons and searched is None:
+            searched = face
+            continue
+        unsearched.append({"FaceDetails": face.to_face_detail(), "Reasons": reasons or ["FACE_NOT_LARGEST"]})
+    return searched, unsearched
+
+
+def _image_faces(fp: FacePipe, params: dict[str, Any]) -> list[DetectedFace]:
+    data = image_bytes(fp.settings, params["Image"])
+    image = fp.engine.decode(data)
+    return fp.engine.analyze(image, max_faces=100, embed=True)
+
+
+@operation("SearchFaces")
+def search_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+    """Faces of the collection that match a stored face (the face itself excluded)."""
+    with fp.store.read() as tx:
+        coll = tx.collection(params["CollectionId"])
+        found = tx.faces_by_id(coll, [params["FaceId"]]).get(params["FaceId"])
+        if found is None:
+            raise ResourceNotFoundException(
+                f"Face {params['FaceId']} does not exist in collection {coll.name}"
+            )
+        vector = tx.face_vector(found.label)
+    return {
+        "SearchedFaceId": params["FaceId"],
+        "FaceMatches": _search_faces(fp, coll, vector, params, found.label),
+        "FaceModelVersion": coll.model_version,
+    }
+
+
+@operation("SearchFacesByImage")
+def search_faces_by_image(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+    """Faces of the collection that match the largest face of an image."""
+    with fp.store.read() as tx:
+        coll = tx.collection(params["CollectionId"])
+    faces = _image_faces(fp, params)
+    face, _ = _largest_usable_face(fp, faces, str(params.get("QualityFilter", "NONE")).upper())
+    if face is None or face.embedding is None:
+        raise InvalidParameterException("There are no faces in the image. Should be at least 1.")
+    return {
+        "SearchedFaceBoundingBox": face.bounding_box.to_api(),
+        "SearchedFaceConfidence": face.confidence,
+        "FaceMatches": _search_faces(fp, coll, face.embedding, params, None),
+        "FaceModelVersion": coll.model_version,
+    }
+
+
+def _user_matches(
+    fp: FacePipe, coll: CollectionRow, vector: np.ndarray, params: dict[str, Any], exclude: str | None
+) -> list[dict[str, Any]]:
+    threshold = float(params.get("UserMatchThreshold", DEFAULT_USER_MATCH_THRESHOLD))
+    limit = int(params.get("MaxUsers", DEFAULT_MAX_USERS))
+    min_cosine = float(fp.engine.cosine_at(threshold))
+    hits = fp.user_centroids.match(fp.store, coll, vector, min_cosine, limit, exclude)
+    matches = []
+    for user_id, count, cosine in hits:
+        similarity = float(fp.engine.similarity(cosine))
+        if similarity >= threshold:
+            matches.append(
+                {"Similarity": similarity, "User": {"UserId": user_id, "UserStatus": user_status(count)}}
+            )
+    return matches
+
+
+@operation("SearchUsers")
+def search_users(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+    """Users whose centroid matches a stored face (FaceId) or another user's centroid (UserId)."""
+    if (params.get("FaceId") is None) == (params.get("UserId") is None):
+        raise InvalidParameterException("SearchUsers needs exactly one of FaceId and UserId")
+    with fp.store.read() as tx:
+        coll = tx.collection(params["CollectionId"])
+        if params.get("FaceId") is not None:
+            face_id = params["FaceId"]
+            found = tx.faces_by_id(coll, [face_id]).get(face_id)
+            if found is None:
+                raise ResourceNotFoundException(f"Face {face_id} does not exist in collection {coll.name}")
+            vector = tx.face_vector(found.label)
+            exclude = None
+            searched: dict[str, Any] = {"SearchedFace": {"FaceId": face_id}}
+        else:
+            user_id = params["UserId"]
+            tx.user(coll, user_id)
+            vectors = tx.user_vectors(coll, user_id)
+            centroid = normalized_mean(vectors)
+            exclude = user_id
+            searched = {"SearchedUser": {"UserId": user_id}}
+            if centroid is None:
+                return {"UserMatches": [], "FaceModelVersion": coll.model_version, **searched}
+            vector = centroid
+    return {
+        "UserMatches": _user_matches(fp, coll, vector, params, exclude),
+        "FaceModelVersion": coll.model_version,
+        **searched,
+    }
+
+
+@operation("SearchUsersByImage")
+def search_users_by_image(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+    """Users matching the largest usable face of an image; no usable face gives no matches."""
+    with fp.store.read() as tx:
+        coll = tx.collection(params["CollectionId"])
+    faces = _image_faces(fp, params)
+    face, unsearched = _largest_usable_face(fp, faces, str(params.get("QualityFilter", "NONE")).upper())
+    out: dict[str, Any] = {"UserMatches": [], "FaceModelVersion": coll.model_version}
+    if face is not None and face.embedding is not None:
+        out["UserMatches"] = _user_matches(fp, coll, face.embedding, params, None)
+        out["SearchedFace"] = {"FaceDetail": face.to_face_detail()}
+    out["UnsearchedFaces"] = unsearched
+    return out

@@ -1,0 +1,538 @@
+"""SQLite metadata store: collections, faces (with their vectors), users, associations, tokens.
+
+SQLite in WAL mode is the source of truth. Every write runs in one ``BEGIN IMMEDIATE``
+transaction (one writer at a time across threads and processes, readers concurrent), with
+``synchronous=FULL`` so an acknowledged write survives a crash. Face labels are int64 values from
+an AUTOINCREMENT counter: monotonic and never reused, so a FAISS index can be caught up from the
+``changes`` log (one row per face added to or removed from a collection).
+
+This module knows nothing about Rekognition JSON; it raises the Rekognition error classes only
+for "not found" and "already exists" conditions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import ResourceAlreadyExistsException, ResourceNotFoundException
+from pipeline.types import Vector
+
+DB_FILENAME = "facepipe.sqlite3"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+LOG_KEEP = 50_000
+"""Change-log rows kept per collection after a compaction (older readers rebuild their index)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS collections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    arn TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    model_version TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    face_count INTEGER NOT NULL DEFAULT 0,
+    user_count INTEGER NOT NULL DEFAULT 0,
+    users_version INTEGER NOT NULL DEFAULT 0,
+    log_floor INTEGER NOT NULL DEFAULT 0,
+    tags TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS faces (
+    label INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection_id INTEGER NOT NULL,
+    face_id TEXT NOT NULL UNIQUE,
+    image_id TEXT NOT NULL,
+    external_image_id TEXT,
+    dedup_key TEXT NOT NULL,
+    box_left REAL NOT NULL, box_top REAL NOT NULL, box_width REAL NOT NULL, box_height REAL NOT NULL,
+    confidence REAL NOT NULL,
+    user_id TEXT,
+    created_at REAL NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_by_collection ON faces (collection_id, label);
+CREATE INDEX IF NOT EXISTS faces_by_dedup ON faces (collection_id, dedup_key);
+CREATE INDEX IF NOT EXISTS faces_by_user ON faces (collection_id, user_id) WHERE user_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS users (
+    collection_id INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    face_count INTEGER NOT NULL DEFAULT 0,
+    centroid BLOB,
+    PRIMARY KEY (collection_id, user_id)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection_id INTEGER NOT NULL,
+    label INTEGER NOT NULL,
+    added INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_collection ON changes (collection_id, seq);
+CREATE TABLE IF NOT EXISTS tokens (
+    collection_id INTEGER NOT NULL,
+    operation TEXT NOT NULL,
+    token TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (collection_id, operation, token)
+);
+"""
+
+
+@dataclass(frozen=True)
+class CollectionRow:
+    """One collection: ``id`` is the internal row id (never reused), ``name`` the CollectionId."""
+
+    id: int
+    name: str
+    arn: str
+    created_at: float
+    model_version: str
+    dim: int
+    face_count: int
+    user_count: int
+    users_version: int
+
+
+@dataclass(frozen=True)
+class FaceRow:
+    """One indexed face. Box values are ratios of the image size; ``confidence`` is 0-100."""
+
+    label: int
+    face_id: str
+    image_id: str
+    external_image_id: str | None
+    box_left: float
+    box_top: float
+    box_width: float
+    box_height: float
+    confidence: float
+    user_id: str | None
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """A face to insert (see :meth:`Tx.insert_face`)."""
+
+    face_id: str
+    image_id: str
+    external_image_id: str | None
+    dedup_key: str
+    box_left: float
+    box_top: float
+    box_width: float
+    box_height: float
+    confidence: float
+    vector: Vector
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """One user: ``face_count`` associated faces; ``centroid`` the normalised mean of their vectors."""
+
+    user_id: str
+    created_at: float
+    face_count: int
+
+
+_COLLECTION_COLUMNS = "id, name, arn, created_at, model_version, dim, face_count, user_count, users_version"
+_FACE_COLUMNS = "label, face_id, image_id, external_image_id, box_left, box_top, box_width, box_height, confidence, user_id"
+
+
+def vector_to_blob(vector: Vector) -> bytes:
+    """float32 little-endian bytes of a vector."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def blob_to_vector(blob: bytes) -> Vector:
+    """The float32 vector stored by :func:`vector_to_blob`."""
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def normalized_mean(vectors: np.ndarray) -> Vector | None:
+    """Unit-length mean of row vectors, or None for no rows (or a zero mean)."""
+    if len(vectors) == 0:
+        return None
+    mean = np.asarray(vectors, dtype=np.float64).mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    if norm == 0.0:
+        return None
+    return (mean / norm).astype(np.float32)
+
+
+class Tx:
+    """Queries and updates inside one transaction (obtained from :meth:`Database.read`/``write``)."""
+
+    def __init__(self, conn: sqlite3.Connection, writable: bool) -> None:
+        self.conn = conn
+        self.writable = writable
+
+    # collections -------------------------------------------------------------------------------
+    def find_collection(self, name: str) -> CollectionRow | None:
+        row = self.conn.execute(
+            f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE name = ?", (name,)
+        ).fetchone()
+        return CollectionRow(*row) if row else None
+
+    def collection(self, name: str) -> CollectionRow:
+        """The collection named ``name``; ResourceNotFoundException when there is none."""
+        found = self.find_collection(name)
+        if found is None:
+            raise ResourceNotFoundException(f"The collection id: {name} does not exist")
+        return found
+
+    def insert_collection(
+        self, name: str, arn: str, model_version: str, dim: int, tags: dict[str, str]
+    ) -> CollectionRow:
+        """Create a collection; ResourceAlreadyExistsException when the name is taken."""
+        if self.find_collection(name) is not None:
+            raise ResourceAlreadyExistsException(f"The collection id: {name} already exists")
+        self.conn.execute(
+            "INSERT INTO collections (name, arn, created_at, model_version, dim, tags) VALUES (?, ?, ?, ?, ?, ?)",
+            (name, arn, time.time(), model_version, dim, json.dumps(tags, sort_keys=True)),
+        )
+        return self.collection(name)
+
+    def delete_collection(self, coll: CollectionRow) -> None:
+        """Delete a collection with its faces, users, change log and tokens."""
+        for table in ("faces", "users", "changes", "tokens"):
+            self.conn.execute(f"DELETE FROM {table} WHERE collection_id = ?", (coll.id,))
+        self.conn.execute("DELETE FROM collections WHERE id = ?", (coll.id,))
+
+    def list_collections(self, after: str | None, limit: int) -> list[CollectionRow]:
+        """Collections in name order, starting after ``after``."""
+        rows = self.conn.execute(
+            f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE name > ? ORDER BY name LIMIT ?",
+            (after or "", limit),
+        ).fetchall()
+        return [CollectionRow(*r) for r in rows]
+
+    # faces ---------------------------------------------------------------------------------------
+    def insert_face(self, coll: CollectionRow, face: NewFace) -> int:
+        """Insert a face and log it for the index; returns its label."""
+        cur = self.conn.execute(
+            "INSERT INTO faces (collection_id, face_id, image_id, external_image_id, dedup_key, box_left, box_top,"
+            " box_width, box_height, confidence, created_at, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                coll.id,
+                face.face_id,
+                face.image_id,
+                face.external_image_id,
+                face.dedup_key,
+                face.box_left,
+                face.box_top,
+                face.box_width,
+                face.box_height,
+                face.confidence,
+                time.time(),
+                vector_to_blob(face.vector),
+            ),
+        )
+        label = int(cur.lastrowid or 0)
+        self.conn.execute(
+            "INSERT INTO changes (collection_id, label, added) VALUES (?, ?, 1)", (coll.id, label)
+        )
+        self.conn.execute("UPDATE collections SET face_count = face_count + 1 WHERE id = ?", (coll.id,))
+        return label
+
+    def faces_with_dedup_key(self, coll: CollectionRow, dedup_key: str) -> list[tuple[FaceRow, Vector]]:
+        """Faces of the collection with this de-duplication key, with their vectors."""
+        rows = self.conn.execute(
+            f"SELECT {_FACE_COLUMNS}, vector FROM faces WHERE collection_id = ? AND dedup_key = ? ORDER BY label",
+            (coll.id, dedup_key),
+        ).fetchall()
+        return [(FaceRow(*r[:-1]), blob_to_vector(r[-1])) for r in rows]
+
+    def faces_by_id(self, coll: CollectionRow, face_ids: Iterable[str]) -> dict[str, FaceRow]:
+        """The faces of this collection among ``face_ids``, by FaceId (missing ids are absent)."""
+        ids = list(dict.fromkeys(face_ids))
+        found: dict[str, FaceRow] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND face_id IN ({marks})",
+                (coll.id, *chunk),
+            ).fetchall()
+            found.update({r[1]: FaceRow(*r) for r in rows})
+        return found
+
+    def faces_by_label(self, labels: Sequence[int]) -> dict[int, FaceRow]:
+        """Faces by label (missing labels are absent)."""
+        found: dict[int, FaceRow] = {}
+        for start in range(0, len(labels), 500):
+            chunk = [int(x) for x in labels[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE label IN ({marks})", chunk)
+            found.update({r[0]: FaceRow(*r) for r in rows})
+        return found
+
+    def face_vector(self, label: int) -> Vector:
+        """The stored vector of one face."""
+        row = self.conn.execute("SELECT vector FROM faces WHERE label = ?", (label,)).fetchone()
+        if row is None:
+            raise KeyError(label)
+        return blob_to_vector(row[0])
+
+    def delete_faces(self, coll: CollectionRow, labels: Sequence[int]) -> None:
+        """Delete faces (which must belong to ``coll``) and log the removals."""
+        for label in labels:
+            self.conn.execute("DELETE FROM faces WHERE label = ? AND collection_id = ?", (label, coll.id))
+            self.conn.execute(
+                "INSERT INTO changes (collection_id, label, added) VALUES (?, ?, 0)", (coll.id, label)
+            )
+        self.conn.execute(
+            "UPDATE collections SET face_count = face_count - ? WHERE id = ?", (len(labels), coll.id)
+        )
+        self._compact_log(coll)
+
+    def list_faces(
+        self,
+        coll: CollectionRow,
+        after_label: int,
+        limit: int,
+        user_id: str | None = None,
+        face_ids: Sequence[str] | None = None,
+    ) -> list[FaceRow]:
+        """Faces in label (indexing) order after ``after_label``, optionally of one user or among ids."""
+        where = ["collection_id = ?", "label > ?"]
+        args: list[Any] = [coll.id, after_label]
+        if user_id is not None:
+            where.append("user_id = ?")
+            args.append(user_id)
+        if face_ids is not None:
+            where.append(f"face_id IN ({','.join('?' * len(face_ids))})")
+            args.extend(face_ids)
+        rows = self.conn.execute(
+            f"SELECT {_FACE_COLUMNS} FROM faces WHERE {' AND '.join(where)} ORDER BY label LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [FaceRow(*r) for r in rows]
+
+    def all_vectors(self, coll: CollectionRow) -> tuple[np.ndarray, np.ndarray]:
+        """(labels int64 (N,), vectors float32 (N, D)) of every face of the collection."""
+        rows = self.conn.execute(
+            "SELECT label, vector FROM faces WHERE collection_id = ? ORDER BY label", (coll.id,)
+        ).fetchall()
+        labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").astype(np.float32)
+        return labels, vectors.reshape(len(rows), coll.dim)
+
+    # change log ----------------------------------------------------------------------------------
+    def log_position(self, coll: CollectionRow) -> tuple[int, int]:
+        """(floor, head): changes with seq <= floor are compacted away; head is the latest seq."""
+        floor = self.conn.execute("SELECT log_floor FROM collections WHERE id = ?", (coll.id,)).fetchone()
+        head = self.conn.execute(
+            "SELECT max(seq) FROM changes WHERE collection_id = ?", (coll.id,)
+        ).fetchone()
+        return int(floor[0]) if floor else 0, int(head[0] or 0) if head else 0
+
+    def changes_since(self, coll: CollectionRow, seq: int) -> list[tuple[int, int, int, bytes | None]]:
+        """(seq, label, added, vector blob or None) of the changes after ``seq``, in order."""
+        return self.conn.execute(
+            "SELECT c.seq, c.label, c.added, f.vector FROM changes c LEFT JOIN faces f ON f.label = c.label"
+            " WHERE c.collection_id = ? AND c.seq > ? ORDER BY c.seq",
+            (coll.id, seq),
+        ).fetchall()
+
+    def _compact_log(self, coll: CollectionRow) -> None:
+        floor, head = self.log_position(coll)
+        count = self.conn.execute(
+            "SELECT count(*) FROM changes WHERE collection_id = ? AND seq > ?", (coll.id, floor)
+        ).fetchone()[0]
+        if count > 2 * LOG_KEEP:
+            new_floor = head - LOG_KEEP
+            self.conn.execute(
+                "DELETE FROM changes WHERE collection_id = ? AND seq <= ?", (coll.id, new_floor)
+            )
+            self.conn.execute("UPDATE collections SET log_floor = ? WHERE id = ?", (new_floor, coll.id))
+
+    def compact_log_if_large(self, coll: CollectionRow) -> None:
+        """Drop old change-log rows once there are many (indexes older than the floor rebuild)."""
+        self._compact_log(coll)
+
+    # users ---------------------------------------------------------------------------------------
+    def find_user(self, coll: CollectionRow, user_id: str) -> UserRow | None:
+        row = self.conn.execute(
+            "SELECT user_id, created_at, face_count FROM users WHERE collection_id = ? AND user_id = ?",
+            (coll.id, user_id),
+        ).fetchone()
+        return UserRow(*row) if row else None
+
+    def user(self, coll: CollectionRow, user_id: str) -> UserRow:
+        """The user; ResourceNotFoundException when it does not exist."""
+        found = self.find_user(coll, user_id)
+        if found is None:
+            raise ResourceNotFoundException(
+                f"The user id: {user_id} does not exist in collection {coll.name}"
+            )
+        return found
+
+    def insert_user(self, coll: CollectionRow, user_id: str) -> None:
+        self.conn.execute(
+            "INSERT INTO users (collection_id, user_id, created_at) VALUES (?, ?, ?)",
+            (coll.id, user_id, time.time()),
+        )
+        self.conn.execute(
+            "UPDATE collections SET user_count = user_count + 1, users_version = users_version + 1 WHERE id = ?",
+            (coll.id,),
+        )
+
+    def delete_user(self, coll: CollectionRow, user_id: str) -> None:
+        """Disassociate the user's faces, then delete the user."""
+        self.conn.execute(
+            "UPDATE faces SET user_id = NULL WHERE collection_id = ? AND user_id = ?", (coll.id, user_id)
+        )
+        self.conn.execute("DELETE FROM users WHERE collection_id = ? AND user_id = ?", (coll.id, user_id))
+        self.conn.execute(
+            "UPDATE collections SET user_count = user_count - 1, users_version = users_version + 1 WHERE id = ?",
+            (coll.id,),
+        )
+
+    def list_users(self, coll: CollectionRow, after: str | None, limit: int) -> list[UserRow]:
+        rows = self.conn.execute(
+            "SELECT user_id, created_at, face_count FROM users WHERE collection_id = ? AND user_id > ?"
+            " ORDER BY user_id LIMIT ?",
+            (coll.id, after or "", limit),
+        ).fetchall()
+        return [UserRow(*r) for r in rows]
+
+    def user_vectors(self, coll: CollectionRow, user_id: str) -> np.ndarray:
+        """Vectors (N, D) of the user's faces, in label order."""
+        rows = self.conn.execute(
+            "SELECT vector FROM faces WHERE collection_id = ? AND user_id = ? ORDER BY label",
+            (coll.id, user_id),
+        ).fetchall()
+        return np.array([blob_to_vector(r[0]) for r in rows], dtype=np.float32).reshape(len(rows), coll.dim)
+
+    def set_face_user(self, coll: CollectionRow, labels: Sequence[int], user_id: str | None) -> None:
+        """Associate faces with ``user_id`` (None disassociates)."""
+        for label in labels:
+            self.conn.execute(
+                "UPDATE faces SET user_id = ? WHERE label = ? AND collection_id = ?",
+                (user_id, label, coll.id),
+            )
+
+    def refresh_user(self, coll: CollectionRow, user_id: str) -> int:
+        """Recompute the user's face count and centroid from its faces; returns the face count."""
+        vectors = self.user_vectors(coll, user_id)
+        centroid = normalized_mean(vectors)
+        self.conn.execute(
+            "UPDATE users SET face_count = ?, centroid = ? WHERE collection_id = ? AND user_id = ?",
+            (len(vectors), None if centroid is None else vector_to_blob(centroid), coll.id, user_id),
+        )
+        self.conn.execute("UPDATE collections SET users_version = users_version + 1 WHERE id = ?", (coll.id,))
+        return len(vectors)
+
+    def users_version(self, coll: CollectionRow) -> int:
+        row = self.conn.execute("SELECT users_version FROM collections WHERE id = ?", (coll.id,)).fetchone()
+        return int(row[0]) if row else -1
+
+    def user_centroids(self, coll: CollectionRow) -> tuple[list[str], list[int], np.ndarray]:
+        """(user ids, face counts, centroids (U, D)) of the users that have at least one face."""
+        rows = self.conn.execute(
+            "SELECT user_id, face_count, centroid FROM users WHERE collection_id = ? AND centroid IS NOT NULL"
+            " ORDER BY user_id",
+            (coll.id,),
+        ).fetchall()
+        matrix = np.array([blob_to_vector(r[2]) for r in rows], dtype=np.float32).reshape(len(rows), coll.dim)
+        return [r[0] for r in rows], [int(r[1]) for r in rows], matrix
+
+    # idempotency tokens --------------------------------------------------------------------------
+    def find_token(self, coll: CollectionRow, operation: str, token: str) -> tuple[str, str] | None:
+        """(request hash, stored response JSON) for a ClientRequestToken, or None."""
+        row = self.conn.execute(
+            "SELECT request_hash, response FROM tokens WHERE collection_id = ? AND operation = ? AND token = ?",
+            (coll.id, operation, token),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def insert_token(
+        self, coll: CollectionRow, operation: str, token: str, request_hash: str, response: str
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO tokens (collection_id, operation, token, request_hash, response, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (coll.id, operation, token, request_hash, response, time.time()),
+        )
+
+
+class Database:
+    """The SQLite file under a data directory, with one connection per thread.
+
+    ``read()`` gives a consistent snapshot; ``write()`` holds the single write lock
+    (BEGIN IMMEDIATE) and commits on success, rolls back on any exception.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / DB_FILENAME
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        with self.write() as tx:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    tx.conn.execute(statement)
+            tx.conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read transaction: every query inside sees the same committed snapshot."""
+        conn = self._connection()
+        conn.execute("BEGIN")
+        try:
+            yield Tx(conn, writable=False)
+        finally:
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """The write transaction (BEGIN IMMEDIATE): committed when the block ends without error."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield Tx(conn, writable=True)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this object opened."""
+        with self._lock:
+            self._closed = True
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()

@@ -1,0 +1,220 @@
+"""One FAISS index per collection, kept in step with SQLite through the change log.
+
+Vectors are unit length, so inner product is cosine similarity. A collection's index is exact
+(``IndexFlatIP``) up to ``hnsw_threshold`` faces and HNSW (``IndexHNSWFlat``, M=32) above it, both
+wrapped in ``IndexIDMap`` with the faces' int64 labels as ids. Removed faces are taken out of the
+flat index and filtered out of HNSW searches (the HNSW graph is rebuilt once a tenth of it is
+removed). Before every search the index applies the changes logged since it was last brought up
+to date, so processes sharing one data directory always search what has been committed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss as _faiss
+import numpy as np
+
+from pipeline.store.db import CollectionRow, Tx, blob_to_vector
+
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
+DEFAULT_HNSW_THRESHOLD = 50_000
+"""Collections with more faces than this are searched with HNSW; smaller ones exactly."""
+
+_MAGIC = b"FPIX1\n"
+BUILD_THREADS = os.cpu_count() or 1
+"""OpenMP threads for building an index; searches use one (a single query gains nothing from
+more, and spinning OpenMP threads next to ONNX Runtime's made one query 100x slower here)."""
+faiss: Any = _faiss
+"""FAISS, untyped here: its stubs do not describe the numpy-friendly Python wrappers."""
+
+
+@dataclass
+class CollectionIndex:
+    """The FAISS index of one collection and the change-log position it reflects."""
+
+    collection_id: int
+    dim: int
+    kind: str  # "flat" or "hnsw"
+    index: Any
+    """faiss.IndexIDMap over IndexFlatIP or IndexHNSWFlat."""
+    applied_seq: int
+    removed: set[int] = field(default_factory=set)
+    """Labels removed from an HNSW index but still in its graph (filtered at search time)."""
+
+    @property
+    def live_count(self) -> int:
+        return int(self.index.ntotal) - len(self.removed)
+
+
+def _new_index(kind: str, dim: int) -> Any:
+    inner: Any
+    if kind == "flat":
+        inner = faiss.IndexFlatIP(dim)
+    else:
+        inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    return faiss.IndexIDMap(inner)
+
+
+class IndexSet:
+    """The per-collection indexes of one process, with their locks and optional disk copies."""
+
+    def __init__(self, index_dir: Path | None, hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD) -> None:
+        self.index_dir = index_dir
+        self.hnsw_threshold = hnsw_threshold
+        self._indexes: dict[int, CollectionIndex] = {}
+        self._locks: dict[int, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def lock_for(self, collection_id: int) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(collection_id, threading.Lock())
+
+    def current(self, tx: Tx, coll: CollectionRow) -> CollectionIndex:
+        """The collection's index brought up to the snapshot of ``tx`` (call with lock_for held)."""
+        floor, head = tx.log_position(coll)
+        idx = self._indexes.get(coll.id)
+        if idx is None:
+            idx = self._load(coll, floor, head)
+        if idx is None or idx.applied_seq < floor or idx.applied_seq > head:
+            idx = self._build(tx, coll, head)
+        elif idx.applied_seq < head:
+            self._catch_up(tx, coll, idx)
+            if (idx.kind == "flat" and idx.live_count > self.hnsw_threshold) or (
+                idx.kind == "hnsw" and len(idx.removed) > max(1000, idx.index.ntotal // 10)
+            ):
+                idx = self._build(tx, coll, head)
+        self._indexes[coll.id] = idx
+        return idx
+
+    def _build(self, tx: Tx, coll: CollectionRow, head: int) -> CollectionIndex:
+        labels, vectors = tx.all_vectors(coll)
+        kind = "hnsw" if len(labels) > self.hnsw_threshold else "flat"
+        index = _new_index(kind, coll.dim)
+        if len(labels):
+            faiss.omp_set_num_threads(BUILD_THREADS)
+            try:
+                index.add_with_ids(vectors, labels)
+            finally:
+                faiss.omp_set_num_threads(1)
+        idx = CollectionIndex(coll.id, coll.dim, kind, index, head)
+        if kind == "hnsw":
+            self._save(idx)
+        return idx
+
+    def _catch_up(self, tx: Tx, coll: CollectionRow, idx: CollectionIndex) -> None:
+        added: dict[int, np.ndarray] = {}
+        removed: list[int] = []
+        last = idx.applied_seq
+        for seq, label, was_added, blob in tx.changes_since(coll, idx.applied_seq):
+            last = seq
+            if was_added:
+                if blob is not None:
+                    added[label] = blob_to_vector(blob)
+            elif label in added:
+                del added[label]
+            else:
+                removed.append(label)
+        if removed:
+            if idx.kind == "flat":
+                idx.index.remove_ids(np.array(removed, dtype=np.int64))
+            else:
+                idx.removed.update(removed)
+        if added:
+            labels = np.fromiter(added.keys(), dtype=np.int64, count=len(added))
+            idx.index.add_with_ids(np.stack(list(added.values())).astype(np.float32), labels)
+        idx.applied_seq = last
+
+    def search(
+        self, idx: CollectionIndex, query: np.ndarray, k: int, min_score: float
+    ) -> list[tuple[int, float]]:
+        """Up to ``k`` (label, cosine) pairs with cosine >= min_score, best first."""
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, idx.dim)
+        total = idx.live_count
+        if total <= 0 or k <= 0:
+            return []
+        faiss.omp_set_num_threads(1)
+        if idx.kind == "flat":
+            lims, scores, labels = idx.index.range_search(
+                q, float(np.nextafter(np.float32(min_score), -np.inf))
+            )
+            order = np.argsort(-scores[lims[0] : lims[1]], kind="stable")[:k]
+            return [(int(labels[i]), float(scores[i])) for i in order if scores[i] >= min_score]
+        want = min(k, total)
+        k_try = min(want, 64)
+        while True:
+            fetch = min(k_try + len(idx.removed), int(idx.index.ntotal))
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(HNSW_EF_SEARCH, 2 * fetch)
+            scores, labels = idx.index.search(q, fetch, params=params)
+            hits = [
+                (int(lab), float(s))
+                for s, lab in zip(scores[0], labels[0], strict=True)
+                if lab >= 0 and int(lab) not in idx.removed
+            ][:k_try]
+            above = [h for h in hits if h[1] >= min_score]
+            if len(above) < len(hits) or k_try >= want:
+                return above[:k]
+            k_try = min(want, k_try * 4)
+
+    # disk copies (HNSW only: flat indexes are rebuilt from SQLite quickly) ----------------------
+    def _path(self, collection_id: int) -> Path | None:
+        return None if self.index_dir is None else self.index_dir / f"collection-{collection_id}.faiss"
+
+    def _save(self, idx: CollectionIndex) -> None:
+        path = self._path(idx.collection_id)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = json.dumps(
+            {"kind": idx.kind, "dim": idx.dim, "applied_seq": idx.applied_seq, "removed": sorted(idx.removed)}
+        ).encode()
+        body = faiss.serialize_index(idx.index).tobytes()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(_MAGIC + struct.pack("<Q", len(header)) + header + body)
+        os.replace(tmp, path)
+
+    def _load(self, coll: CollectionRow, floor: int, head: int) -> CollectionIndex | None:
+        path = self._path(coll.id)
+        if path is None or not path.is_file():
+            return None
+        try:
+            data = path.read_bytes()
+            if not data.startswith(_MAGIC):
+                return None
+            (size,) = struct.unpack_from("<Q", data, len(_MAGIC))
+            start = len(_MAGIC) + 8
+            header = json.loads(data[start : start + size])
+            index = faiss.deserialize_index(np.frombuffer(data[start + size :], dtype=np.uint8))
+        except (OSError, ValueError, RuntimeError, struct.error):
+            return None
+        if header["dim"] != coll.dim or not floor <= header["applied_seq"] <= head:
+            return None
+        return CollectionIndex(
+            coll.id, coll.dim, header["kind"], index, header["applied_seq"], set(header["removed"])
+        )
+
+    def save_all(self) -> None:
+        """Write every HNSW index to disk (for a fast open next time)."""
+        for idx in list(self._indexes.values()):
+            if idx.kind == "hnsw":
+                with self.lock_for(idx.collection_id):
+                    self._save(idx)
+
+    def forget(self, collection_id: int) -> None:
+        """Drop a deleted collection's index from memory and disk."""
+        self._indexes.pop(collection_id, None)
+        path = self._path(collection_id)
+        if path is not None:
+            path.unlink(missing_ok=True)

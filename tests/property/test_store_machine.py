@@ -1,0 +1,126 @@
+"""Hypothesis state machine: operations in any order, with reopenings, keep the store's invariants."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import faiss
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+from synthetic_faces import DIM, LinearEngine, index_vectors
+
+from pipeline.config import Settings
+from pipeline.service import FacePipe
+
+USERS = ["u1", "u2", "u3"]
+
+
+class StoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="facepipe-machine-"))
+        self.fp = self._open()
+        self.fp.call("CreateCollection", {"CollectionId": "c"})
+        self.faces: dict[str, str | None] = {}  # FaceId -> UserId
+        self.users: set[str] = set()
+        self.counter = 0
+
+    def _open(self) -> FacePipe:
+        return FacePipe(Settings(data_dir=self.dir, cache_dir=self.dir / "cache"), engine=LinearEngine())
+
+    @rule(seed=st.integers(0, 10_000), count=st.integers(1, 3))
+    def index(self, seed: int, count: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.counter += 1
+        vectors = [rng.normal(size=DIM) for _ in range(count)]
+        for face_id in index_vectors(self.fp, "c", vectors, prefix=f"m{self.counter}-"):
+            self.faces[face_id] = None
+
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        if not self.faces:
+            return
+        face_id = data.draw(st.sampled_from(sorted(self.faces)))
+        out = self.fp.call("DeleteFaces", {"CollectionId": "c", "FaceIds": [face_id]})
+        if self.faces[face_id] is None:
+            assert out["DeletedFaces"] == [face_id]
+            del self.faces[face_id]
+        else:
+            assert out["UnsuccessfulFaceDeletions"][0]["Reasons"] == ["ASSOCIATED_TO_AN_EXISTING_USER"]
+
+    @rule(user=st.sampled_from(USERS))
+    def create_user(self, user: str) -> None:
+        if user not in self.users:
+            self.fp.call("CreateUser", {"CollectionId": "c", "UserId": user})
+            self.users.add(user)
+
+    @rule(user=st.sampled_from(USERS))
+    def delete_user(self, user: str) -> None:
+        if user in self.users:
+            self.fp.call("DeleteUser", {"CollectionId": "c", "UserId": user})
+            self.users.discard(user)
+            self.faces = {f: (None if u == user else u) for f, u in self.faces.items()}
+
+    @rule(user=st.sampled_from(USERS), data=st.data())
+    def associate(self, user: str, data: st.DataObject) -> None:
+        if user not in self.users or not self.faces:
+            return
+        picked = data.draw(st.lists(st.sampled_from(sorted(self.faces)), min_size=1, max_size=4, unique=True))
+        params = {"CollectionId": "c", "UserId": user, "FaceIds": picked, "UserMatchThreshold": 0}
+        out = self.fp.call("AssociateFaces", params)
+        for face in out["AssociatedFaces"]:
+            assert self.faces[face["FaceId"]] is None
+            self.faces[face["FaceId"]] = user
+        for failed in out["UnsuccessfulFaceAssociations"]:
+            assert failed["Reasons"] == ["ASSOCIATED_TO_A_DIFFERENT_USER"]
+
+    @rule(user=st.sampled_from(USERS))
+    def disassociate_all(self, user: str) -> None:
+        mine = [f for f, u in self.faces.items() if u == user]
+        if user in self.users and mine:
+            out = self.fp.call(
+                "DisassociateFaces", {"CollectionId": "c", "UserId": user, "FaceIds": mine[:100]}
+            )
+            assert {f["FaceId"] for f in out["DisassociatedFaces"]} == set(mine[:100])
+            for f in mine[:100]:
+                self.faces[f] = None
+
+    @rule()
+    def reopen(self) -> None:
+        self.fp.close()
+        self.fp = self._open()
+
+    @invariant()
+    def store_matches_model(self) -> None:
+        listed = self.fp.call("ListFaces", {"CollectionId": "c", "MaxResults": 4096})["Faces"]
+        assert {f["FaceId"]: f.get("UserId") for f in listed} == self.faces
+        described = self.fp.call("DescribeCollection", {"CollectionId": "c"})
+        assert described["FaceCount"] == len(self.faces) and described["UserCount"] == len(self.users)
+        users = self.fp.call("ListUsers", {"CollectionId": "c"})["Users"]
+        expected = {
+            u: ("ACTIVE" if any(v == u for v in self.faces.values()) else "CREATED") for u in self.users
+        }
+        assert {u["UserId"]: u["UserStatus"] for u in users} == expected
+        store = self.fp.store
+        with store.read() as tx:
+            coll = tx.collection("c")
+            labels = {r.label for r in tx.list_faces(coll, 0, 100_000)}
+        index = store.index_of(coll)
+        assert set(faiss.vector_to_array(index.index.id_map).tolist()) - index.removed == labels
+
+    def teardown(self) -> None:
+        self.fp.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TestStoreMachine = StoreMachine.TestCase
+TestStoreMachine.settings = settings(
+    max_examples=25, stateful_step_count=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)

@@ -1,0 +1,77 @@
+"""The FAISS side: exact and HNSW search, catch-up across processes' stores, removals, disk copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.store import NewFace, Store
+
+
+def unit_rows(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def add_faces(store: Store, vectors: np.ndarray) -> list[int]:
+    with store.write() as tx:
+        coll = tx.find_collection("c") or tx.insert_collection("c", "arn:c", "1.0", vectors.shape[1], {})
+        return [
+            tx.insert_face(
+                coll,
+                NewFace(
+                    f"{coll.id}-{i}-{v[0]:.6f}", "img", None, "k", 0, 0, 1, 1, 99.0, v.astype(np.float32)
+                ),
+            )
+            for i, v in enumerate(vectors)
+        ]
+
+
+def test_two_stores_on_one_dir_stay_in_step(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    a, b = Store(tmp_path), Store(tmp_path)
+    vectors = unit_rows(rng, 50)
+    labels = add_faces(a, vectors)
+    with a.read() as tx:
+        coll = tx.collection("c")
+    assert a.search(coll, vectors[3], 1, -1.0)[0][0] == labels[3]
+    more = unit_rows(rng, 5)
+    new_labels = add_faces(b, more)
+    with b.write() as tx:
+        tx.delete_faces(coll, [labels[3]])
+    assert a.search(coll, more[2], 1, -1.0)[0][0] == new_labels[2]
+    assert labels[3] not in [label for label, _ in a.search(coll, vectors[3], 60, -1.0)]
+    assert len(a.search(coll, vectors[0], 100, -1.0)) == 54
+    a.close()
+    b.close()
+
+
+def test_hnsw_above_threshold_matches_exact_and_filters_removed(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    store = Store(tmp_path, hnsw_threshold=100)
+    vectors = unit_rows(rng, 400)
+    labels = add_faces(store, vectors)
+    with store.read() as tx:
+        coll = tx.collection("c")
+    assert store.index_of(coll).kind == "hnsw"
+    with store.write() as tx:
+        tx.delete_faces(coll, labels[:20])
+    live = vectors[20:]
+    found = 0
+    for q in vectors[20:60]:
+        exact = np.argsort(-(live @ q))[:10]
+        expected = {labels[20 + i] for i in exact}
+        got = {label for label, _ in store.search(coll, q, 10, -1.0)}
+        assert not got & set(labels[:20])
+        found += len(got & expected)
+    assert found / 400 >= 0.95
+    threshold_hits = store.search(coll, vectors[30], 400, 0.5)
+    assert all(score >= 0.5 for _, score in threshold_hits)
+    assert len(threshold_hits) == int((live @ vectors[30] >= 0.5).sum())
+    store.close()  # saves the HNSW index
+    assert list((tmp_path / "indexes").glob("*.faiss"))
+    reopened = Store(tmp_path, hnsw_threshold=100)
+    index = reopened.index_of(coll)
+    assert index.kind == "hnsw" and index.live_count == 380
+    reopened.close()
