@@ -1,0 +1,1 @@
+"""The `facepipe` command line: Rekognition operations through the AWS CLI v1 driver, and own commands."""
