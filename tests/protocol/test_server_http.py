@@ -1,0 +1,275 @@
+"""The HTTP server end to end with real boto3, the real AWS CLI and raw HTTP, on an in-memory service."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from botocore import UNSIGNED
+from botocore.exceptions import ClientError
+
+from pipeline.protocol.sigv4 import SigV4Verifier
+
+from .conftest import (
+    ACCESS_KEY_ID,
+    SECRET,
+    LiveServer,
+    MemoryService,
+    raw_post,
+    rekognition_client,
+    start_server,
+)
+
+AWS_CLI = Path(sys.executable).with_name("aws")
+
+
+def target(op: str) -> dict[str, str]:
+    return {"X-Amz-Target": f"RekognitionService.{op}", "Content-Type": "application/x-amz-json-1.1"}
+
+
+def test_boto3_round_trip_and_modelled_errors(open_server: LiveServer) -> None:
+    client = rekognition_client(open_server.url)
+    created = client.create_collection(CollectionId="alpha")
+    assert created["StatusCode"] == 200
+    assert created["ResponseMetadata"]["RequestId"]
+    described = client.describe_collection(CollectionId="alpha")
+    assert described["CreationTimestamp"] == open_server.service.collections["alpha"]
+    assert client.list_collections()["CollectionIds"] == ["alpha"]
+    with pytest.raises(client.exceptions.ResourceAlreadyExistsException, match="alpha already exists"):
+        client.create_collection(CollectionId="alpha")
+    with pytest.raises(client.exceptions.ResourceNotFoundException) as info:
+        client.delete_collection(CollectionId="beta")
+    assert info.value.response["Error"] == {
+        "Code": "ResourceNotFoundException",
+        "Message": "The collection id: beta does not exist",
+    }
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    faces = client.detect_faces(Image={"Bytes": b"\xff\x01\xff"})["FaceDetails"]
+    assert len(faces) == 2
+    assert open_server.service.calls[-1] == ("DetectFaces", {"Image": {"Bytes": b"\xff\x01\xff"}})
+
+
+def test_unparameterised_client_gets_clean_errors(open_server: LiveServer) -> None:
+    client = rekognition_client(open_server.url, parameter_validation=False)
+    with pytest.raises(ClientError) as info:
+        client.create_collection(CollectionId=5)
+    assert info.value.response["Error"]["Code"] == "SerializationException"
+    assert "CollectionId" in info.value.response["Error"]["Message"]
+    with pytest.raises(client.exceptions.InvalidParameterException, match="1-255"):
+        client.create_collection(CollectionId="x" * 300)
+    with pytest.raises(ClientError) as info:
+        client.start_face_search(CollectionId="a", Video={"S3Object": {"Bucket": "b", "Name": "n"}})
+    assert info.value.response["Error"]["Code"] == "UnknownOperationException"
+
+
+def test_aws_cli_against_the_server(open_server: LiveServer, tmp_path: Path) -> None:
+    env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID="x",
+        AWS_SECRET_ACCESS_KEY="y",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+    )
+    base = [str(AWS_CLI), "rekognition", "--endpoint-url", open_server.url, "--output", "json"]
+    ok = subprocess.run(
+        [*base, "create-collection", "--collection-id", "cli"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["CollectionArn"].endswith("collection/cli")
+    image = tmp_path / "face.bin"
+    image.write_bytes(b"\xff\xff\xff\x00")
+    detected = subprocess.run(
+        [*base, "detect-faces", "--image-bytes", f"fileb://{image}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert detected.returncode == 0, detected.stderr
+    assert len(json.loads(detected.stdout)["FaceDetails"]) == 3
+    missing = subprocess.run(
+        [*base, "describe-collection", "--collection-id", "nope"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert missing.returncode == 255  # AWS CLI v1: service errors exit 255
+    assert (
+        "An error occurred (ResourceNotFoundException) when calling the DescribeCollection operation: The collection id: nope does not exist"
+        in missing.stderr
+    )
+
+
+def test_auth_accepts_signed_and_rejects_the_rest(signed_server: LiveServer) -> None:
+    url = signed_server.url
+    assert rekognition_client(url).create_collection(CollectionId="signed")["StatusCode"] == 200
+    cases = [
+        (rekognition_client(url, signature_version=UNSIGNED), "MissingAuthenticationTokenException", 403),
+        (rekognition_client(url, secret="wrong-secret"), "InvalidSignatureException", 403),
+        (rekognition_client(url, key="AKIDUNKNOWN"), "UnrecognizedClientException", 403),
+    ]
+    for client, code, status in cases:
+        with pytest.raises(ClientError) as info:
+            client.delete_collection(CollectionId="signed")
+        assert info.value.response["Error"]["Code"] == code
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+        assert info.value.response["ResponseMetadata"]["RequestId"]
+    assert "signed" in signed_server.service.collections  # nothing got through
+
+
+def test_expired_signature_is_refused(memory_service: MemoryService) -> None:
+    ten_minutes_ahead = SigV4Verifier({ACCESS_KEY_ID: SECRET}, clock=lambda: time.time() + 600)
+    live = start_server(memory_service, ten_minutes_ahead)
+    try:
+        with pytest.raises(ClientError) as info:
+            rekognition_client(live.url).list_collections()
+        assert info.value.response["Error"]["Code"] == "InvalidSignatureException"
+        assert info.value.response["Error"]["Message"].startswith("Signature expired:")
+    finally:
+        live.stop()
+    assert memory_service.calls == []
+
+
+def test_aws_cli_unsigned_and_unknown_key(signed_server: LiveServer, tmp_path: Path) -> None:
+    env = dict(
+        os.environ,
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+    )
+    base = [str(AWS_CLI), "rekognition", "list-collections", "--endpoint-url", signed_server.url]
+    unsigned = subprocess.run(
+        [*base, "--no-sign-request"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert unsigned.returncode != 0 and "MissingAuthenticationTokenException" in unsigned.stderr
+    env.update(AWS_ACCESS_KEY_ID="AKIDUNKNOWN", AWS_SECRET_ACCESS_KEY="nope")
+    unknown = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
+    assert unknown.returncode != 0 and "UnrecognizedClientException" in unknown.stderr
+    env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET)
+    good = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
+    assert good.returncode == 0, good.stderr
+
+
+def test_body_size_cap(memory_service: MemoryService) -> None:
+    live = start_server(memory_service, None, max_body_bytes=10_000)
+    try:
+        big = json.dumps({"Image": {"Bytes": base64.b64encode(b"\xff" * 20_000).decode()}}).encode()
+        status, headers, body = raw_post(live.url, big, target("DetectFaces"))
+        assert status == 413
+        assert json.loads(body)["__type"] == "RequestEntityTooLargeException"
+        assert "10000 bytes" in json.loads(body)["Message"]
+        assert headers["x-amzn-errortype"] == "RequestEntityTooLargeException" and headers["x-amzn-requestid"]
+        client = rekognition_client(live.url)
+        with pytest.raises(ClientError) as info:
+            client.detect_faces(Image={"Bytes": b"\xff" * 20_000})
+        assert info.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+        small = json.dumps({"Image": {"Bytes": base64.b64encode(b"\xff" * 100).decode()}}).encode()
+        assert raw_post(live.url, small, target("DetectFaces"))[0] == 200
+    finally:
+        live.stop()
+    assert [op for op, _ in memory_service.calls] == ["DetectFaces"]
+
+
+def test_health_and_unknown_routes(open_server: LiveServer) -> None:
+    status, headers, body = raw_post(open_server.url, b"", {}, path="/health", method="GET")
+    assert status == 200 and json.loads(body)["status"] == "ok" and headers["x-amzn-requestid"]
+    for method, path, expected in (("GET", "/", 405), ("POST", "/elsewhere", 404), ("GET", "/nothing", 404)):
+        status, headers, body = raw_post(
+            open_server.url, b"{}", target("ListCollections"), path=path, method=method
+        )
+        assert status == expected
+        assert json.loads(body)["__type"] == "UnknownOperationException"
+        assert headers["x-amzn-requestid"]
+
+
+def test_access_log_is_one_json_line_per_request(
+    open_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = rekognition_client(open_server.url)
+    with caplog.at_level(logging.INFO, logger="pipeline.protocol.access"):
+        client.list_collections()
+        with pytest.raises(ClientError):
+            client.describe_collection(CollectionId="none")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pipeline.protocol.access"]
+    assert [(x["operation"], x["status"], x["error"]) for x in lines] == [
+        ("ListCollections", 200, None),
+        ("DescribeCollection", 400, "ResourceNotFoundException"),
+    ]
+    assert all(x["latency_ms"] >= 0 and x["request_id"] for x in lines)
+
+
+def test_concurrent_clients(open_server: LiveServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = rekognition_client(open_server.url)
+
+    def create(i: int) -> int:
+        return int(client.create_collection(CollectionId=f"c{i}")["StatusCode"])
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(create, range(40))) == [200] * 40
+    assert len(client.list_collections()["CollectionIds"]) == 40
+
+
+def test_fuzzed_requests_never_5xx_and_leave_the_store_unchanged(open_server: LiveServer) -> None:
+    client = rekognition_client(open_server.url)
+    client.create_collection(CollectionId="keep")
+    before = dict(open_server.service.collections)
+    rng = random.Random(20240501)
+    ops = ["CreateCollection", "DeleteCollection", "DetectFaces", "IndexFaces", "Nope", ""]
+    members = ["CollectionId", "Image", "Bytes", "MaxFaces", "Tags", "S3Object", "FaceIds"]
+    values: list[object] = [
+        None,
+        5,
+        -1,
+        2.5,
+        True,
+        "",
+        "x" * 3000,
+        [],
+        {},
+        ["a"],
+        {"Bytes": "!!"},
+        {"Bytes": 5},
+        {"Bytes": "AAAA"},
+    ]
+    statuses = []
+    for _ in range(250):
+        choice = rng.random()
+        if choice < 0.3:
+            body = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 400)))
+        elif choice < 0.7:
+            doc = {rng.choice(members): rng.choice(values) for _ in range(rng.randrange(0, 4))}
+            body = json.dumps(doc).encode()
+        else:
+            body = json.dumps(rng.choice(values)).encode()
+        op = rng.choice(ops)
+        headers = {
+            "X-Amz-Target": f"RekognitionService.{op}" if rng.random() < 0.8 else op,
+            "Content-Type": "application/x-amz-json-1.1",
+        }
+        status, response_headers, response_body = raw_post(open_server.url, body, headers)
+        statuses.append(status)
+        if status != 200:
+            error = json.loads(response_body)
+            assert (
+                set(error) == {"__type", "Message"}
+                and response_headers["x-amzn-errortype"] == error["__type"]
+            )
+    assert max(statuses) < 500
+    assert open_server.service.collections == before
+    assert statuses.count(200) < len(statuses)
