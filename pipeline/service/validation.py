@@ -9,10 +9,11 @@ InvalidParameterException with a message in AWS's words, naming each field and r
 
 from __future__ import annotations
 
-import re
+import math
 from functools import cache
 from typing import Any
 
+import regex
 from botocore.model import OperationModel, Shape
 from botocore.validate import ParamValidator
 
@@ -20,8 +21,9 @@ from pipeline.errors import InvalidParameterException
 
 
 @cache
-def _pattern(regex: str) -> re.Pattern[str]:
-    return re.compile(regex)
+def _pattern(expression: str) -> regex.Pattern[str]:
+    """The model's pattern, compiled with `regex` (it has \\p{L}-style classes, as in Java)."""
+    return regex.compile(expression)
 
 
 def _field_name(name: str) -> str:
@@ -30,7 +32,17 @@ def _field_name(name: str) -> str:
 
 def _show(value: Any) -> str:
     text = "[" + ", ".join(str(v) for v in value) + "]" if isinstance(value, list) else str(value)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates shown escaped
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _is_valid_unicode(text: str) -> bool:
+    """False for strings holding lone surrogates (they cannot be stored or sent as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _constraint_errors(shape: Shape, value: Any, path: str, errors: list[str]) -> None:
@@ -38,7 +50,7 @@ def _constraint_errors(shape: Shape, value: Any, path: str, errors: list[str]) -
     type_name = shape.type_name
 
     def fail(rule: str) -> None:
-        errors.append(f"Value '{_show(value)}' at '{path}' failed to satisfy constraint: {rule}")
+        errors.append(f"Value '{_show(value)}' at '{_show(path)}' failed to satisfy constraint: {rule}")
 
     if type_name == "structure" and isinstance(value, dict):
         for name, member in shape.members.items():
@@ -46,43 +58,45 @@ def _constraint_errors(shape: Shape, value: Any, path: str, errors: list[str]) -
                 child = f"{path}.{_field_name(name)}" if path else _field_name(name)
                 _constraint_errors(member, value[name], child, errors)
         return
-    if type_name == "list" and isinstance(value, list):
-        if "max" in meta and len(value) > meta["max"]:
+
+    def check_length(size: int) -> None:
+        if "max" in meta and size > meta["max"]:
             fail(f"Member must have length less than or equal to {meta['max']}")
-        if "min" in meta and len(value) < meta["min"]:
+        if "min" in meta and size < meta["min"]:
             fail(f"Member must have length greater than or equal to {meta['min']}")
+
+    if type_name == "list" and isinstance(value, list):
+        check_length(len(value))
         for i, item in enumerate(value, start=1):
             _constraint_errors(shape.member, item, f"{path}.{i}.member", errors)
         return
     if type_name == "map" and isinstance(value, dict):
-        if "max" in meta and len(value) > meta["max"]:
-            fail(f"Member must have length less than or equal to {meta['max']}")
+        check_length(len(value))
         for key, item in value.items():
             _constraint_errors(shape.key, key, f"{path}.{key}.key", errors)
             _constraint_errors(shape.value, item, f"{path}.{key}.value", errors)
         return
     if type_name == "string" and isinstance(value, str):
-        if "max" in meta and len(value) > meta["max"]:
-            fail(f"Member must have length less than or equal to {meta['max']}")
-        if "min" in meta and len(value) < meta["min"]:
-            fail(f"Member must have length greater than or equal to {meta['min']}")
+        check_length(len(value))
+        if not _is_valid_unicode(value):
+            fail("Member must be valid Unicode text (no lone surrogates)")
+            return
         if "pattern" in meta and not _pattern(meta["pattern"]).fullmatch(value):
             fail(f"Member must satisfy regular expression pattern: {meta['pattern']}")
         if shape.enum and value not in shape.enum:
             fail(f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
         return
     if type_name in ("integer", "long", "float", "double") and isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            fail("Member must be a finite number")
+            return
         if "max" in meta and value > meta["max"]:
             fail(f"Member must have value less than or equal to {meta['max']}")
         if "min" in meta and value < meta["min"]:
             fail(f"Member must have value greater than or equal to {meta['min']}")
         return
-    if (
-        type_name == "blob"
-        and isinstance(value, bytes | bytearray)
-        and "min" in meta
-        and len(value) < meta["min"]
-    ):
+    # Blobs: only the minimum here; image size limits are Settings' (ImageTooLargeException).
+    if type_name == "blob" and isinstance(value, bytes | bytearray) and len(value) < meta.get("min", 0):
         fail(f"Member must have length greater than or equal to {meta['min']}")
 
 
