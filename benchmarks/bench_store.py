@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--threshold", type=float, default=80.0, help="FaceMatchThreshold (0-100)")
     parser.add_argument(
-        "--force-hnsw", action="store_true", help="HNSW at every size (default: exact below 50k)"
+        "--force-hnsw", action="store_true", help="HNSW at every size (default: exact up to 100k)"
     )
     parser.add_argument("--associate-calls", type=int, default=200)
     parser.add_argument("--out", type=Path, default=None)

@@ -4,13 +4,17 @@ The operations layer validates the request and resolves Image{Bytes|S3Object} to
 calling these; they still check what they use, so a direct library call gets the same errors.
 Responses are shaped as botocore's Rekognition model (FaceDetail, ComparedFace, ...).
 
-Attributes: the models give a box, 5 landmarks, a detector confidence, and from those a pose and
-image quality. That is the DEFAULT set; ALL and the individual attributes (AGE_RANGE, EMOTIONS,
-...) return the same fields, since nothing here can estimate age, gender, emotions or the rest.
+Attributes (DetectFaces' Attributes, IndexFaces' DetectionAttributes): :func:`face_detail` is the
+one place a FaceDetail is made. The models give a box, 5 landmarks, a detector confidence, and
+from those a pose and image quality: the DEFAULT set. ALL and the single attributes (AGE_RANGE,
+EMOTIONS, ...) return exactly what the models compute, which is that same set: nothing here
+estimates age, gender, emotions, eye direction, occlusion or the other attributes, so those
+fields are left out rather than invented.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -53,24 +57,49 @@ class FaceEngine(Protocol):
     def quality_reasons(self, face: DetectedFace, level: str) -> list[str]: ...
 
 
+def check_attributes(values: Sequence[str] | None, field: str = "Attributes") -> tuple[str, ...]:
+    """The requested attributes as a tuple, ("DEFAULT",) when none are given.
+
+    ``field`` names the request member in the error (DetectFaces' Attributes, IndexFaces'
+    DetectionAttributes). An unknown value is InvalidParameterException.
+    """
+    if values is None:
+        return ("DEFAULT",)
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise InvalidParameterException(f"{field} must be a list of attribute names; got {values!r}")
+    for value in values:
+        if value not in ATTRIBUTES:
+            raise InvalidParameterException(
+                f"{field} values must be among {', '.join(ATTRIBUTES)}; got {value!r}"
+            )
+    return tuple(values) or ("DEFAULT",)
+
+
+def face_detail(face: DetectedFace, attributes: Sequence[str] = ("DEFAULT",)) -> dict[str, Any]:
+    """The FaceDetail of one face for the requested attributes (checked with :func:`check_attributes`).
+
+    Every request gets the DEFAULT fields: BoundingBox and Landmarks (ratios of the image's width
+    and height), Pose (degrees), Quality (Brightness and Sharpness, 0-100) and Confidence (0-100,
+    that the box holds a face). ALL and the single attributes add the fields the models compute
+    beyond those, which today is none: no age, gender, emotion or other estimate is made up.
+    """
+    check_attributes(attributes)
+    return face.to_face_detail()
+
+
 def detect_faces(engine: FaceEngine, image: bytes, attributes: list[str] | None = None) -> dict[str, Any]:
     """DetectFaces response body: FaceDetails of the 100 largest faces, largest first.
 
-    ``attributes``: DetectFaces Attributes (default ["DEFAULT"]); every value returns the DEFAULT
-    fields (BoundingBox, Landmarks, Pose, Quality, Confidence), the only ones the models give.
+    ``attributes``: DetectFaces Attributes (default ["DEFAULT"]); see :func:`face_detail`.
     """
-    for value in attributes or []:
-        if value not in ATTRIBUTES:
-            raise InvalidParameterException(
-                f"Attributes values must be among {', '.join(ATTRIBUTES)}; got {value!r}"
-            )
+    requested = check_attributes(attributes)
     faces = engine.analyze(engine.decode(image), max_faces=MAX_FACES, embed=False)
-    return {"FaceDetails": [face.to_face_detail() for face in faces]}
+    return {"FaceDetails": [face_detail(face, requested) for face in faces]}
 
 
 def _compared_face(face: DetectedFace) -> dict[str, Any]:
     """The ComparedFace shape: box, confidence, landmarks, pose, quality."""
-    detail = face.to_face_detail()
+    detail = face_detail(face)
     return {key: detail[key] for key in ("BoundingBox", "Confidence", "Landmarks", "Pose", "Quality")}
 
 

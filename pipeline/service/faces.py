@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import InvalidParameterException
+from pipeline.service.analysis import check_attributes, face_detail
 from pipeline.service.common import decode_token, encode_token, face_to_api, operation
 from pipeline.service.images import image_bytes
 from pipeline.store import CollectionRow, FaceRow, NewFace, Tx
@@ -40,7 +41,8 @@ class AnalyzedImage:
 
     width, height: image size in pixels after EXIF orientation. max_faces: the most faces to index
     (None: all that pass the quality filter). quality_filter: NONE, AUTO, LOW, MEDIUM or HIGH.
-    detection_attributes: as IndexFaces' DetectionAttributes (DEFAULT or ALL).
+    detection_attributes: as IndexFaces' DetectionAttributes (DEFAULT, ALL, ...): the FaceDetail of
+    each face is analysis.face_detail's for these.
     """
 
     external_image_id: str | None
@@ -60,12 +62,6 @@ def dedup_key(external_image_id: str | None, width: int, height: int, face: Dete
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
-def _face_detail(face: DetectedFace, attributes: tuple[str, ...]) -> dict[str, Any]:
-    """The FaceDetail of an indexed face: the DEFAULT attributes (box, landmarks, pose, quality,
-    confidence) whatever ``attributes`` asks for."""
-    return face.to_face_detail()
-
-
 def _plan(fp: FacePipe, item: AnalyzedImage) -> tuple[list[DetectedFace], list[dict[str, Any]]]:
     """Split an image's faces into those to index and the UnindexedFaces entries."""
     faces = sorted(item.faces, key=lambda f: f.area, reverse=True)
@@ -79,9 +75,7 @@ def _plan(fp: FacePipe, item: AnalyzedImage) -> tuple[list[DetectedFace], list[d
         if not reasons and item.max_faces is not None and len(to_index) >= item.max_faces:
             reasons = ["EXCEEDS_MAX_FACES"]
         if reasons:
-            unindexed.append(
-                {"Reasons": reasons, "FaceDetail": _face_detail(face, item.detection_attributes)}
-            )
+            unindexed.append({"Reasons": reasons, "FaceDetail": face_detail(face, item.detection_attributes)})
         else:
             to_index.append(face)
     return to_index, unindexed
@@ -144,6 +138,8 @@ def index_analyzed_images(
 
     Returns one IndexFaces response per item (FaceRecords largest box first, UnindexedFaces,
     FaceModelVersion)."""
+    for item in items:
+        check_attributes(item.detection_attributes, "DetectionAttributes")
     plans = [_plan(fp, item) for item in items]
     responses: list[dict[str, Any]] = []
     with fp.store.write() as tx:
@@ -162,7 +158,7 @@ def index_analyzed_images(
                     "FaceRecords": [
                         {
                             "Face": face_to_api(row, coll.model_version),
-                            "FaceDetail": _face_detail(face, item.detection_attributes),
+                            "FaceDetail": face_detail(face, item.detection_attributes),
                         }
                         for row, face in stored
                     ],
@@ -188,7 +184,7 @@ def index_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
         faces=faces,
         max_faces=params.get("MaxFaces"),
         quality_filter=params.get("QualityFilter", "AUTO"),
-        detection_attributes=tuple(params.get("DetectionAttributes") or ("DEFAULT",)),
+        detection_attributes=check_attributes(params.get("DetectionAttributes"), "DetectionAttributes"),
     )
     return index_analyzed_images(fp, params["CollectionId"], [item])[0]
 

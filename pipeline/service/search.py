@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import InvalidParameterException, ResourceNotFoundException
+from pipeline.service.analysis import face_detail
 from pipeline.service.common import face_to_api, operation, user_status
 from pipeline.service.images import image_bytes
 from pipeline.store import CollectionRow, Store, normalized_mean
@@ -100,7 +101,7 @@ def _largest_usable_face(
         if not reasons and searched is None:
             searched = face
             continue
-        unsearched.append({"FaceDetails": face.to_face_detail(), "Reasons": reasons or ["FACE_NOT_LARGEST"]})
+        unsearched.append({"FaceDetails": face_detail(face), "Reasons": reasons or ["FACE_NOT_LARGEST"]})
     return searched, unsearched
 
 
@@ -204,6 +205,6 @@ def search_users_by_image(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any
     out: dict[str, Any] = {"UserMatches": [], "FaceModelVersion": coll.model_version}
     if face is not None and face.embedding is not None:
         out["UserMatches"] = _user_matches(fp, coll, face.embedding, params, None)
-        out["SearchedFace"] = {"FaceDetail": face.to_face_detail()}
+        out["SearchedFace"] = {"FaceDetail": face_detail(face)}
     out["UnsearchedFaces"] = unsearched
     return out

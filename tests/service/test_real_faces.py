@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import botocore.session
 import cv2
 import numpy as np
 import pytest
+from botocore.validate import ParamValidator
 
 from pipeline import errors
 from pipeline.config import Settings
 from pipeline.service import FacePipe
+from pipeline.service.faces import AnalyzedImage, index_analyzed_images
+
+MODEL = botocore.session.get_session().get_service_model("rekognition")
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +106,38 @@ def test_group_photo_and_faceless_image(real_fp: FacePipe, sample_images: Path) 
     assert real_fp.call("SearchUsersByImage", {"CollectionId": "c", "Image": image})["UserMatches"] == []
     with pytest.raises(errors.InvalidImageFormatException):
         real_fp.call("IndexFaces", {"CollectionId": "c", "Image": {"Bytes": b"not an image"}})
+
+
+def test_index_faces_detection_attributes_all_match_detect_faces(
+    real_fp: FacePipe, sample_images: Path
+) -> None:
+    group = (sample_images / "t1.jpg").read_bytes()
+    detected = real_fp.call("DetectFaces", {"Image": {"Bytes": group}, "Attributes": ["ALL"]})
+    assert detected == real_fp.call("DetectFaces", {"Image": {"Bytes": group}})
+    by_box = {json.dumps(d["BoundingBox"], sort_keys=True): d for d in detected["FaceDetails"]}
+    out = real_fp.call(
+        "IndexFaces",
+        {
+            "CollectionId": "c",
+            "Image": {"Bytes": group},
+            "ExternalImageId": "group-all",
+            "MaxFaces": 4,
+            "DetectionAttributes": ["ALL"],
+        },
+    )
+    report = ParamValidator().validate(out, MODEL.operation_model("IndexFaces").output_shape)
+    assert not report.has_errors(), report.generate_report()
+    details = [r["FaceDetail"] for r in out["FaceRecords"]] + [u["FaceDetail"] for u in out["UnindexedFaces"]]
+    assert len(out["FaceRecords"]) == 4 and len(details) == 6
+    for detail in details:
+        # what the models compute, nothing invented (no AgeRange, Gender, Emotions, ...)
+        assert set(detail) == {"BoundingBox", "Landmarks", "Pose", "Quality", "Confidence"}
+        assert detail == by_box[json.dumps(detail["BoundingBox"], sort_keys=True)]
+    with pytest.raises(errors.InvalidParameterException, match=r"(?i)detectionAttributes"):
+        real_fp.call(
+            "IndexFaces",
+            {"CollectionId": "c", "Image": {"Bytes": group}, "DetectionAttributes": ["AGE"]},
+        )
+    item = AnalyzedImage("group-bad", 1, 1, [], detection_attributes=("AGE",))
+    with pytest.raises(errors.InvalidParameterException, match="DetectionAttributes values"):
+        index_analyzed_images(real_fp, "c", [item])

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pipeline.store import NewFace, Store
+from pipeline.store.index import new_index
 
 
 def unit_rows(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:
@@ -75,3 +77,17 @@ def test_hnsw_above_threshold_matches_exact_and_filters_removed(tmp_path: Path) 
     index = reopened.index_of(coll)
     assert index.kind == "hnsw" and index.live_count == 380
     reopened.close()
+
+
+def test_new_index_kinds_answer_like_exact_search() -> None:
+    rng = np.random.default_rng(2)
+    vectors = unit_rows(rng, 300)
+    labels = np.arange(1000, 1300, dtype=np.int64)
+    expected = np.argsort(-(vectors @ vectors[7]))[:5] + 1000
+    for kind in ("flat", "hnsw"):
+        index = new_index(kind, 16)
+        index.add_with_ids(vectors, labels)
+        _, found = index.search(vectors[7:8], 5)
+        assert found[0].tolist() == expected.tolist()
+    with pytest.raises(ValueError, match="kind"):
+        new_index("ivf", 16)

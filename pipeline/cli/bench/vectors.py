@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.store.index import HNSW_EF_SEARCH, HNSW_M, CollectionIndex, IndexSet, _new_index
+from pipeline.store.index import HNSW_EF_SEARCH, HNSW_M, CollectionIndex, IndexSet, new_index
 from pipeline.vision.calibration import SimilarityMap
 from pipeline.vision.packs import read_manifest
 
@@ -48,7 +48,7 @@ def store_indexes(vectors: F32, labels: I64) -> list[IndexUnderTest]:
         ("hnsw", "ann", f"facepipe ANN (HNSW M={HNSW_M}, efSearch>={HNSW_EF_SEARCH})"),
     ):
         start = time.perf_counter()
-        index = _new_index(kind, vectors.shape[1])
+        index = new_index(kind, vectors.shape[1])
         index.add_with_ids(vectors, labels)
         seconds = time.perf_counter() - start
         built.append(
