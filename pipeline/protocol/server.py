@@ -152,13 +152,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = read_config_file(args.config) if args.config else {}
-    for key in _CONFIG_KEYS:
+    for key in _CONFIG_KEYS.keys() - {"credentials_file"}:  # repeatable on the command line: below
         value = getattr(args, key, None)
         if value is not None:
             options[key] = value
     if args.no_auth:
         options["auth"] = False
-    files = [Path(p) for p in ([options["credentials_file"]] if "credentials_file" in options else [])]
+    files = [Path(options.pop("credentials_file"))] if "credentials_file" in options else []
     files += args.credentials_file or []
     options["credentials_files"] = files
     return options

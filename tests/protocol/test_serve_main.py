@@ -137,6 +137,39 @@ def test_config_file_credentials_file_and_env_credentials(tmp_path: Path) -> Non
     assert "authentication is OFF" not in err
 
 
+def test_credentials_files_on_the_command_line_add_to_the_config_file(tmp_path: Path) -> None:
+    port = free_port()
+    from_config, from_option = tmp_path / "a.ini", tmp_path / "b.ini"
+    from_config.write_text("[a]\naws_access_key_id = AKIDA\naws_secret_access_key = secret-a\n")
+    from_option.write_text("[b]\naws_access_key_id = AKIDB\naws_secret_access_key = secret-b\n")
+    config = tmp_path / "server.ini"
+    config.write_text(f"[server]\ncredentials_file = {from_config}\n")
+    process = subprocess.Popen(
+        [
+            *SERVE,
+            "--config",
+            str(config),
+            "--credentials-file",
+            str(from_option),
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        wait_listening(process, port)
+        url = f"http://127.0.0.1:{port}"
+        for key, secret in (("AKIDA", "secret-a"), ("AKIDB", "secret-b")):
+            assert rekognition_client(url, key=key, secret=secret).list_collections()["CollectionIds"] == []
+    finally:
+        stop(process)
+
+
 def test_no_auth_warns_loudly_and_serves(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
