@@ -8,6 +8,7 @@ prepared file: bump it whenever any transform's output changes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ import numpy.typing as npt
 import onnx
 from onnx import helper, numpy_helper
 
-PREPARATION_VERSION = 3
+PREPARATION_VERSION = 4
 """Version of the transforms below; part of every prepared file's cache key."""
 
 TRANSFORMS = ("fold_dequantize", "drop_constant_inputs", "dynamic_batch", "dynamic_hw", "prelu_to_relu")
@@ -144,34 +145,131 @@ def dynamic_hw(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def _attrs(node: onnx.NodeProto) -> dict[str, object]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _depthwise_conv_feeding(
+    model: onnx.ModelProto, prelu: onnx.NodeProto, producers: dict[str, onnx.NodeProto], uses: dict[str, int]
+) -> tuple[onnx.NodeProto, npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+    """The depthwise Conv whose output (through an optional inference BatchNormalization) is this
+    PRelu's only input, with its weights and bias (BatchNormalization folded in); None otherwise."""
+    inits = {t.name: t for t in model.graph.initializer}
+    source = producers.get(prelu.input[0])
+    scale = shift = None
+    if source is not None and source.op_type == "BatchNormalization" and uses.get(prelu.input[0]) == 1:
+        if len(source.input) != 5 or not all(x in inits for x in source.input[1:]):
+            return None
+        gamma, beta, mean, var = (
+            numpy_helper.to_array(inits[x]).astype(np.float64) for x in source.input[1:]
+        )
+        eps = float(_attrs(source).get("epsilon", 1e-5))  # type: ignore[arg-type]
+        scale = gamma / np.sqrt(var + eps)
+        shift = beta - mean * scale
+        bn_input = source.input[0]
+        source = producers.get(bn_input)
+        if uses.get(bn_input) != 1:
+            return None
+    elif uses.get(prelu.input[0]) != 1:
+        return None
+    if source is None or source.op_type != "Conv" or source.input[1] not in inits:
+        return None
+    weight = numpy_helper.to_array(inits[source.input[1]]).astype(np.float64)
+    channels = weight.shape[0]
+    if int(_attrs(source).get("group", 1)) != channels or weight.shape[1] != 1:  # type: ignore[call-overload]
+        return None
+    if len(source.input) > 2 and source.input[2]:
+        if source.input[2] not in inits:
+            return None
+        bias = numpy_helper.to_array(inits[source.input[2]]).astype(np.float64)
+    else:
+        bias = np.zeros(channels)
+    if scale is not None and shift is not None:
+        weight = weight * scale.reshape(-1, 1, 1, 1)
+        bias = bias * scale + shift
+    return source, weight.astype(np.float32), bias.astype(np.float32)
+
+
 def prelu_to_relu(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Rewrite PRelu(x) as (1 - s) * Relu(x) + s * x (identical outputs).
+    """Rewrite every PRelu with constant per-channel slopes s into layout-aware ops (same outputs
+    up to float rounding).
 
     ONNX Runtime's CPU layout optimizer keeps convolutions in its blocked NCHWc format only across
-    layout-aware ops; PRelu is not one, Relu, Mul and Add are, so this removes a reorder around
-    every convolution.
+    layout-aware ops; PRelu is not one, so it would reorder the tensor around every convolution.
+
+    * After a depthwise convolution D (BatchNormalization folded in) with every s <= 1:
+      PRelu(D(x)) = Relu(D_(1-s)(x)) + D_s(x), where D_k scales D's weights and bias by k per
+      channel ((1-s) * Relu(y) = Relu((1-s) * y) needs 1-s >= 0). Both are depthwise convolutions
+      that ONNX Runtime fuses with the Relu and the Add, so the PRelu costs no extra pass over memory.
+    * Otherwise: PRelu(x) = (1 - s) * Relu(x) + s * x.
     """
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    nodes: list[onnx.NodeProto] = []
+    producers = {out: node for node in graph.node for out in node.output}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    for out in graph.output:
+        uses[out.name] = uses.get(out.name, 0) + 1
+    replaced: dict[int, list[onnx.NodeProto]] = {}
+    dropped: set[int] = set()
     extra: list[onnx.TensorProto] = []
     for node in graph.node:
         if node.op_type != "PRelu" or node.input[1] not in inits:
-            nodes.append(node)
             continue
         x, slope_name = node.input[0], node.input[1]
         slope = numpy_helper.to_array(inits[slope_name]).astype(np.float32)
+        base = node.output[0]
+        depthwise = _depthwise_conv_feeding(model, node, producers, uses)
+        if depthwise is not None and slope.size == depthwise[1].shape[0] and float(slope.max()) <= 1.0:
+            conv, weight, bias = depthwise
+            per_channel = slope.reshape(-1).astype(np.float32)
+            keep = (1.0 - per_channel).astype(np.float32)
+            parts = []
+            for tag, factor in (("keep", keep), ("slope", per_channel)):
+                w_name, b_name = f"{base}__{tag}_w", f"{base}__{tag}_b"
+                extra.append(
+                    numpy_helper.from_array((weight * factor.reshape(-1, 1, 1, 1)).astype(np.float32), w_name)
+                )
+                extra.append(numpy_helper.from_array((bias * factor).astype(np.float32), b_name))
+                parts.append(
+                    helper.make_node(
+                        "Conv",
+                        [conv.input[0], w_name, b_name],
+                        [f"{base}__{tag}"],
+                        name=f"{base}__{tag}_conv",
+                        **{a.name: helper.get_attribute_value(a) for a in conv.attribute},
+                    )
+                )
+            parts.append(
+                helper.make_node("Relu", [f"{base}__keep"], [f"{base}__pos"], name=f"{base}__relu_node")
+            )
+            parts.append(
+                helper.make_node("Add", [f"{base}__slope", f"{base}__pos"], [base], name=f"{base}__add")
+            )
+            replaced[id(node)] = parts
+            dropped.add(id(conv))
+            if producers.get(x) is not conv:
+                dropped.add(id(producers[x]))
+            continue
         if slope.ndim == 1 and slope.size > 1:
             slope = slope.reshape(-1, 1, 1)
-        base = node.output[0]
         s_name, keep_name = base + "__slope", base + "__keep"
         extra.append(numpy_helper.from_array(slope, s_name))
         extra.append(numpy_helper.from_array((1.0 - slope).astype(np.float32), keep_name))
         relu, scaled_pos, scaled_x = base + "__relu", base + "__pos", base + "__neg"
-        nodes.append(helper.make_node("Relu", [x], [relu], name=base + "__relu_node"))
-        nodes.append(helper.make_node("Mul", [relu, keep_name], [scaled_pos], name=base + "__mul_pos"))
-        nodes.append(helper.make_node("Mul", [x, s_name], [scaled_x], name=base + "__mul_x"))
-        nodes.append(helper.make_node("Add", [scaled_pos, scaled_x], [base], name=base + "__add"))
+        replaced[id(node)] = [
+            helper.make_node("Relu", [x], [relu], name=base + "__relu_node"),
+            helper.make_node("Mul", [relu, keep_name], [scaled_pos], name=base + "__mul_pos"),
+            helper.make_node("Mul", [x, s_name], [scaled_x], name=base + "__mul_x"),
+            helper.make_node("Add", [scaled_pos, scaled_x], [base], name=base + "__add"),
+        ]
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if id(node) in dropped:
+            continue
+        nodes.extend(replaced.get(id(node), [node]))
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(extra)
@@ -202,10 +300,16 @@ def prepare_model(model: onnx.ModelProto, transforms: Sequence[str]) -> onnx.Mod
 def prepared_path(source: Path, source_sha256: str, transforms: Sequence[str], cache_dir: Path) -> Path:
     """The prepared model's file, creating it atomically (temp file + rename) when absent.
 
-    The file name holds the source digest and PREPARATION_VERSION, so a changed source or a new
-    preparation never reuses a stale file, and concurrent processes never see a half-written one.
+    The file name holds the source digest, PREPARATION_VERSION and a digest of the transform list,
+    so a changed source, a new preparation or another manifest ``prepare`` list never reuses a
+    stale file, and concurrent processes never see a half-written one.
     """
-    target = cache_dir / "models" / f"{source.stem}.{source_sha256[:16]}.prep{PREPARATION_VERSION}.onnx"
+    steps = hashlib.sha256(",".join(name for name in TRANSFORMS if name in transforms).encode()).hexdigest()[
+        :8
+    ]
+    target = (
+        cache_dir / "models" / f"{source.stem}.{source_sha256[:16]}.prep{PREPARATION_VERSION}-{steps}.onnx"
+    )
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -101,3 +101,72 @@ def test_prepared_file_is_cached_by_digest_and_version(tmp_path: Path) -> None:
     other = prepared_path(source, "cd" * 32, steps, tmp_path / "cache")
     assert other != first
     assert not list((tmp_path / "cache" / "models").glob("*.tmp"))
+
+
+def depthwise_bn_prelu_model(slope: np.ndarray) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """x(N,4,6,6) -> depthwise 3x3 Conv (stride 2, pad 1, bias) -> BatchNormalization -> PRelu -> y."""
+    rng = np.random.default_rng(3)
+    arrays = {
+        "w": rng.normal(size=(4, 1, 3, 3)).astype(np.float32),
+        "b": rng.normal(size=(4,)).astype(np.float32),
+        "gamma": rng.uniform(0.5, 2.0, size=(4,)).astype(np.float32),
+        "beta": rng.normal(size=(4,)).astype(np.float32),
+        "mean": rng.normal(size=(4,)).astype(np.float32),
+        "var": rng.uniform(0.5, 2.0, size=(4,)).astype(np.float32),
+        "slope": slope.reshape(4, 1, 1).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", "w", "b"], ["c"], group=4, kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]
+        ),
+        helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["n"], epsilon=1e-3),
+        helper.make_node("PRelu", ["n", "slope"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 3, 3])],
+        [numpy_helper.from_array(v, k) for k, v in arrays.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    return model, arrays
+
+
+def run_model(model: onnx.ModelProto, x: np.ndarray, optimize: bool = True) -> np.ndarray:
+    options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"x": x})[0])
+
+
+@pytest.mark.parametrize("largest_slope", [0.9, 1.3])
+def test_prelu_after_depthwise_conv_keeps_outputs(largest_slope: float) -> None:
+    slope = np.array([-0.4, 0.0, 0.25, largest_slope])
+    model, _ = depthwise_bn_prelu_model(slope)
+    x = np.random.default_rng(4).normal(size=(2, 4, 6, 6)).astype(np.float32) * 10
+    expected = run_model(model, x, optimize=False)
+    prepared = prepare_model(onnx.ModelProto.FromString(model.SerializeToString()), ["prelu_to_relu"])
+    ops = [n.op_type for n in prepared.graph.node]
+    assert "PRelu" not in ops
+    if largest_slope <= 1.0:
+        # Relu(D_(1-s)(x)) + D_s(x): two depthwise convolutions, the BatchNormalization folded in
+        assert sorted(ops) == ["Add", "Conv", "Conv", "Relu"]
+    else:
+        # a slope above 1 makes the function concave: the general (1 - s) * Relu(x) + s * x form
+        assert ops.count("Mul") == 2 and "BatchNormalization" in ops
+    assert np.allclose(run_model(prepared, x), expected, atol=1e-4, rtol=1e-5)
+
+
+def test_prepared_file_name_depends_on_the_steps(tmp_path: Path) -> None:
+    model, _ = conv_prelu_model(True)
+    source = tmp_path / "tiny.onnx"
+    onnx.save(model, str(source))
+    short = prepared_path(source, "ab" * 32, ["fold_dequantize", "drop_constant_inputs"], tmp_path)
+    longer = prepared_path(
+        source, "ab" * 32, ["fold_dequantize", "drop_constant_inputs", "prelu_to_relu"], tmp_path
+    )
+    assert short != longer and short.is_file() and longer.is_file()
+    assert "PRelu" not in {n.op_type for n in onnx.load(str(longer)).graph.node}
