@@ -1,31 +1,42 @@
-"""Folder indexing benchmark: images/s and peak memory, `index-folder` against a plain IndexFaces loop.
+"""Folder indexing benchmark: `facepipe index-folder` against the loops people write around IndexFaces.
 
-    python benchmarks/bench_index_folder.py --images 1000 [--modes loop,local,ray] [--out results.json]
+    python benchmarks/bench_index_folder.py --images 1000 --rounds 3 [--shell-images 30]
+        [--modes loop,job,shell,ray] [--out-dir benchmarks/results/index-folder --name NAME]
 
 A temporary folder of ``--images`` photos is built from the labeled photos in
 ../shared/data/faces (photos/ and celeb5/), or from insightface's sample photos when those are
 absent, repeated with distinct bytes (a few bytes appended after the image data) so that every
-file is a new image to the job. Each mode runs in its own process on a fresh data directory, so
-its peak resident memory (ru_maxrss) is its own:
+file is a new image to the job. Each run of a mode is its own process on a fresh data directory,
+so its peak resident memory (ru_maxrss) is its own. The modes:
 
-- loop: one FacePipe.call("IndexFaces") per image, one after the other (what a shell loop over
-  `facepipe index-faces` or boto3 does, without the process start-up per image), with ONNX
-  Runtime's thread setting as the user has it (FACEPIPE_THREADS, default: ONNX Runtime's own);
-- local: pipeline.jobs with the local engine (parallel workers, cores shared out between them,
-  batched embeddings, batched writes);
-- ray: pipeline.jobs with the Ray engine on a local Ray instance (needs `pip install ray`).
+- loop (the strict peer): one in-process FacePipe.call("IndexFaces") per image, one after the
+  other, with ONNX Runtime's thread setting as the user has it (FACEPIPE_THREADS, default: ONNX
+  Runtime's own); models loaded before the clock starts.
+- job: `facepipe index-folder DIR --collection-id bench --create-collection --report R.jsonl`
+  run in-process through its command-line entry point with default options (local engine:
+  workers = cores, ONNX Runtime threads = cores / workers); models loaded before the clock starts.
+- shell (what users of comparable tools write): one `facepipe index-faces --image-bytes
+  fileb://IMAGE` command per image, on the first ``--shell-images`` images; each command pays
+  the process start and the model load, as a shell loop does.
+- ray: index-folder with ``--engine ray`` on a local Ray instance (needs `pip install ray`); Ray's
+  start-up and the actors' model load are inside the clock.
 
-Every mode indexes the same files with the same models; the result records images/s, faces indexed, wall seconds and peak RSS per mode, and the speed-up
-of each job mode over the loop.
+Rounds interleave the modes (the order rotates every round) so that all of them see the same
+machine load; each round's ratios job/loop and job/shell are recorded, and the figures reported
+are medians over the rounds. Each run also records the faces it indexed; the job's faces (count,
+boxes, confidences per ExternalImageId) must equal the loop's and the shell loop's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +47,8 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FACES = REPO_ROOT.parent / "shared" / "data" / "faces"
+COLLECTION_ID = "bench"
+MODES = ("loop", "job", "shell", "ray")
 
 
 def source_images() -> list[Path]:
@@ -66,147 +79,327 @@ def build_folder(folder: Path, count: int) -> int:
     return total
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process, MiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory of this process (or its largest waited-for child), MiB."""
+    return resource.getrusage(who).ru_maxrss / 1024.0
 
 
-def run_mode(mode: str, folder: Path, data_dir: Path, workers: int, batch_size: int) -> dict[str, Any]:
-    """Index ``folder`` into collection 'bench' with ``mode``; runs in the child process."""
+def facepipe_command() -> list[str]:
+    """How a shell runs facepipe: the installed console script, else this Python on its entry point."""
+    script = shutil.which("facepipe") or str(Path(sys.executable).with_name("facepipe"))
+    if Path(script).is_file():
+        return [script]
+    return [sys.executable, "-c", "import sys; from pipeline.cli.main import main; sys.exit(main())"]
+
+
+def faces_digest(fp: Any) -> dict[str, list[list[float]]]:
+    """Per ExternalImageId, its faces as sorted [left, top, width, height, confidence] rows."""
+    from pipeline.jobs.calls import iter_faces
+
+    digest: dict[str, list[list[float]]] = {}
+    for face in iter_faces(fp, COLLECTION_ID):
+        box = face["BoundingBox"]
+        row = [round(float(box[k]), 4) for k in ("Left", "Top", "Width", "Height")]
+        digest.setdefault(str(face.get("ExternalImageId")), []).append(
+            [*row, round(float(face["Confidence"]), 2)]
+        )
+    return {key: sorted(rows) for key, rows in sorted(digest.items())}
+
+
+_LAST_SECONDS = [0.0, 0.0]
+"""Wall seconds and CPU seconds (user + system) of the timed part of the last run."""
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class _Clock:
+    """Times a block: wall and CPU seconds go to _LAST_SECONDS."""
+
+    def __enter__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+
+    def __exit__(self, *exc: object) -> None:
+        _LAST_SECONDS[:] = [time.perf_counter() - self.wall, _cpu_seconds() - self.cpu]
+
+
+def _loop(folder: Path, data_dir: Path) -> tuple[int, int, int]:
+    """Strict peer: IndexFaces per image in this process; returns (images, faces, failed)."""
     from pipeline.config import Settings
     from pipeline.errors import RekognitionError
-    from pipeline.jobs.analyzers import Analyzer, LocalAnalyzer, engine_threads
-    from pipeline.jobs.index_folder import index_folder
-    from pipeline.jobs.ledger import JobLedger
     from pipeline.service import FacePipe
 
-    settings = Settings.from_env(data_dir=data_dir)
-    if mode == "local":  # the job shares the cores out between its workers, as `index-folder` does
-        settings = replace(settings, threads=engine_threads(settings.threads, workers))
-    fp = FacePipe(settings)
-    fp.call("CreateCollection", {"CollectionId": "bench"})
-    fp.engine.analyze(fp.engine.decode(sorted(folder.iterdir())[0].read_bytes()))  # load models untimed
     files = sorted(folder.iterdir())
-    started = time.perf_counter()
-    faces = failed = 0
-    if mode == "loop":
-        for path in files:
-            try:
-                response = fp.call(
-                    "IndexFaces",
-                    {
-                        "CollectionId": "bench",
-                        "Image": {"Bytes": path.read_bytes()},
-                        "ExternalImageId": path.name,
-                    },
-                )
-                faces += len(response["FaceRecords"])
-            except RekognitionError:
-                failed += 1
-    else:
-        analyzer: Analyzer
-        if mode == "ray":
-            from pipeline.jobs.ray_engine import RayAnalyzer
+    with contextlib.closing(FacePipe(Settings.from_env(data_dir=data_dir))) as fp:
+        fp.call("CreateCollection", {"CollectionId": COLLECTION_ID})
+        fp.engine.analyze(fp.engine.decode(files[0].read_bytes()))  # load the models untimed
+        faces = failed = 0
+        with _Clock():
+            for path in files:
+                try:
+                    response = fp.call(
+                        "IndexFaces",
+                        {
+                            "CollectionId": COLLECTION_ID,
+                            "Image": {"Bytes": path.read_bytes()},
+                            "ExternalImageId": path.name,
+                        },
+                    )
+                    faces += len(response["FaceRecords"])
+                except RekognitionError:
+                    failed += 1
+    return len(files), faces, failed
 
-            analyzer = RayAnalyzer(
-                settings,
-                actors=workers,
-                batch_size=batch_size,
-                max_image_bytes=settings.max_s3_image_bytes,
-                threads_per_actor=max(1, (os.cpu_count() or 2) // workers),
+
+def _job(folder: Path, data_dir: Path, engine: str) -> tuple[int, int, int]:
+    """`facepipe index-folder` through its entry point; returns (images, faces, failed)."""
+    from pipeline.config import Settings
+    from pipeline.jobs.analyzers import engine_threads
+    from pipeline.jobs.cli import DEFAULT_LOCAL_WORKERS, index_folder_main
+    from pipeline.vision.engine import get_engine
+
+    settings = Settings.from_env(data_dir=data_dir)
+    if engine == "local":  # load the models the job will use (same settings), untimed
+        job_settings = replace(settings, threads=engine_threads(settings.threads, DEFAULT_LOCAL_WORKERS))
+        warm = get_engine(job_settings)
+        warm.analyze(warm.decode(sorted(folder.iterdir())[0].read_bytes()))
+    argv = [str(folder), "--collection-id", COLLECTION_ID, "--create-collection", "--quiet"]
+    argv += ["--data-dir", str(data_dir), "--report", str(data_dir / "report.jsonl"), "--engine", engine]
+    out = io.StringIO()
+    with _Clock(), contextlib.redirect_stdout(out):
+        status = index_folder_main(argv)
+    if status != 0:
+        raise RuntimeError(f"index-folder exited with status {status}")
+    summary = json.loads(out.getvalue())
+    return int(summary["Images"]), int(summary["FacesIndexed"]), int(summary["Failed"])
+
+
+def _shell(folder: Path, data_dir: Path, images: int) -> tuple[int, int, int]:
+    """Shell peer: one `facepipe index-faces` process per image; returns (images, faces, failed)."""
+    base = [*facepipe_command(), "--data-dir", str(data_dir)]
+    subprocess.run(
+        [*base, "create-collection", "--collection-id", COLLECTION_ID], check=True, capture_output=True
+    )
+    files = sorted(folder.iterdir())[:images]
+    faces = failed = 0
+    with _Clock():
+        for path in files:
+            operation = ["index-faces", "--collection-id", COLLECTION_ID, "--image-bytes", f"fileb://{path}"]
+            child = subprocess.run(
+                [*base, *operation, "--external-image-id", path.name], capture_output=True, text=True
             )
-        else:
-            analyzer = LocalAnalyzer(
-                fp.engine, workers=workers, batch_size=batch_size, max_image_bytes=settings.max_s3_image_bytes
-            )
-        try:
-            with JobLedger.in_data_dir(data_dir) as ledger:
-                summary = index_folder(
-                    fp, ledger, "bench", folder, analyzer, report=io.StringIO(), progress_stream=None
-                )
-        finally:
-            analyzer.close()
-        faces, failed = summary.faces_indexed, summary.failed
-    seconds = time.perf_counter() - started
-    fp.close()
+            if child.returncode == 0:
+                faces += len(json.loads(child.stdout)["FaceRecords"])
+            else:
+                failed += 1
+    return len(files), faces, failed
+
+
+def run_mode(mode: str, folder: Path, data_dir: Path, shell_images: int) -> dict[str, Any]:
+    """Run one mode once (in this child process) and describe it; writes the faces digest."""
+    from pipeline.config import Settings
+    from pipeline.service import FacePipe
+
+    load_before = os.getloadavg()[0]
+    if mode == "loop":
+        images, faces, failed = _loop(folder, data_dir)
+    elif mode == "shell":
+        images, faces, failed = _shell(folder, data_dir, shell_images)
+    else:
+        images, faces, failed = _job(folder, data_dir, "ray" if mode == "ray" else "local")
+    seconds, cpu_seconds = _LAST_SECONDS
+    peak = peak_rss_mib(resource.RUSAGE_CHILDREN if mode == "shell" else resource.RUSAGE_SELF)
+    with contextlib.closing(FacePipe(Settings.from_env(data_dir=data_dir))) as fp:
+        (data_dir / "digest.json").write_text(json.dumps(faces_digest(fp)))
     return {
         "mode": mode,
-        "images": len(files),
+        "images": images,
         "faces_indexed": faces,
         "failed": failed,
         "seconds": round(seconds, 3),
-        "images_per_second": round(len(files) / seconds, 3),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
-        "onnxruntime_threads": settings.threads,
+        "images_per_second": round(images / seconds, 3),
+        "cpu_ms_per_image": round(1000 * cpu_seconds / images, 2),
+        "peak_rss_mib": round(peak, 1),
+        "load_average_1min_before": round(load_before, 2),
     }
 
 
+def source_state() -> dict[str, Any]:
+    """The commit measured and the files changed on top of it (the working tree is what runs)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True)
+        return done.stdout if done.returncode == 0 else ""
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    changed = [line[3:] for line in status.splitlines() if len(line) > 3]
+    return {"commit": git("rev-parse", "HEAD").strip(), "changed_files": changed}
+
+
+def _same_faces(ours: dict[str, Any], peer: dict[str, Any]) -> bool:
+    """True when every image the peer indexed has the same faces in ours (boxes, confidences)."""
+    return bool(peer) and all(ours.get(image_id) == faces for image_id, faces in peer.items())
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3) if values else 0.0
+
+
+def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Medians per mode and of the per-round ratios of the job over each peer."""
+    modes = sorted({mode for r in rounds for mode in r}, key=MODES.index)
+    medians = {
+        mode: {
+            "images": rounds[0][mode]["images"] if mode in rounds[0] else None,
+            "images_per_second": _median([r[mode]["images_per_second"] for r in rounds if mode in r]),
+            "cpu_ms_per_image": _median([r[mode]["cpu_ms_per_image"] for r in rounds if mode in r]),
+            "peak_rss_mib": max(r[mode]["peak_rss_mib"] for r in rounds if mode in r),
+        }
+        for mode in modes
+    }
+    ratios: dict[str, Any] = {}
+    for peer in ("loop", "shell"):
+        per_round = [
+            round(r["job"]["images_per_second"] / r[peer]["images_per_second"], 2)
+            for r in rounds
+            if "job" in r and peer in r
+        ]
+        if per_round:
+            ratios[f"job_over_{peer}"] = {"per_round": per_round, "median": _median(per_round)}
+    return {"medians": medians, "ratios": ratios}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """A short human summary of the report."""
+    lines = [
+        f"# index-folder benchmark ({report['images']} images, {report['cpus']} CPUs, {report['rounds']} rounds)",
+        "",
+        f"Folder: {report['images']} distinct JPEG/PNG files ({report['folder_mib']} MiB) built from "
+        f"{report['source_images']} labeled photos; shell loop on the first {report['shell_images']} of them. "
+        "Rounds interleave the modes; figures are medians over the rounds.",
+        "",
+        "| mode | what runs | images/s (median) | CPU ms per image | peak RSS MiB |",
+        "|---|---|---|---|---|",
+    ]
+    what = {
+        "loop": 'in-process `FacePipe.call("IndexFaces")` per image (models preloaded)',
+        "job": "`facepipe index-folder` (local engine, default options, models preloaded)",
+        "shell": "one `facepipe index-faces --image-bytes fileb://...` process per image",
+        "ray": "`facepipe index-folder --engine ray` (Ray start and model load included; CPU, RSS: driver only)",
+    }
+    for mode, figures in report["summary"]["medians"].items():
+        lines.append(
+            f"| {mode} | {what[mode]} | {figures['images_per_second']:.2f} | {figures['cpu_ms_per_image']:.1f} "
+            f"| {figures['peak_rss_mib']:.0f} |"
+        )
+    lines += ["", "| ratio | per round | median |", "|---|---|---|"]
+    for name, ratio in report["summary"]["ratios"].items():
+        per_round = ", ".join(f"{r:.2f}x" for r in ratio["per_round"])
+        lines.append(f"| {name.replace('_', ' ')} | {per_round} | **{ratio['median']:.2f}x** |")
+    equal = report["equal_results"]
+    lines += [
+        "",
+        "ONNX Runtime threads: loop and shell as the user has them (FACEPIPE_THREADS, unset: ONNX Runtime's "
+        "default, one per core); job: one worker per core, one thread each. CPU ms per image: user + system "
+        "time of the timed part (the job spreads about the same CPU time per image over all cores).",
+        "",
+        "Equal results (same faces, boxes and confidences per image as the job): "
+        + ", ".join(f"{peer}: {'yes' if ok else 'NO'}" for peer, ok in equal.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Build the folder, run each mode in its own process, print and optionally save the results."""
+    """Build the folder, run the rounds (each mode in its own process), print and save the results."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--images", type=int, default=1000, help="images in the folder (default 1000)")
-    parser.add_argument("--modes", default="loop,local,ray", help="comma-separated: loop, local, ray")
-    parser.add_argument("--workers", type=int, default=2, help="decode threads (local) or actors (ray)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per batch (local, ray)")
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--shell-images", type=int, default=30, help="images of the shell loop (default 30)")
+    parser.add_argument("--modes", default="loop,job,shell", help=f"comma-separated, of: {', '.join(MODES)}")
+    parser.add_argument("--out-dir", type=Path, help="write NAME.json and NAME.md here")
+    parser.add_argument("--name", help="file name stem of the results (default: <date>-cpu-<images>)")
     parser.add_argument("--run-mode", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run_mode:
-        print(json.dumps(run_mode(args.run_mode, args.folder, args.data_dir, args.workers, args.batch_size)))
+        print(json.dumps(run_mode(args.run_mode, args.folder, args.data_dir, args.shell_images)))
         return 0
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    results: list[dict[str, Any]] = []
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown modes {unknown}; choose from {', '.join(MODES)}")
+    if "ray" in modes:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            print("ray: skipped (ray is not installed)", file=sys.stderr)
+            modes.remove("ray")
+    rounds: list[dict[str, dict[str, Any]]] = []
+    equal: dict[str, bool] = {}
     with tempfile.TemporaryDirectory(prefix="facepipe-bench-folder-") as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
         folder_bytes = build_folder(folder, args.images)
-        for mode in modes:
-            if mode == "ray":
-                import importlib.util
-
-                if importlib.util.find_spec("ray") is None:
-                    print("ray: skipped (ray is not installed)", file=sys.stderr)
-                    continue
-            command = [sys.executable, __file__, "--run-mode", mode, "--folder", str(folder)]
-            command += ["--data-dir", str(Path(tmp) / f"home-{mode}"), "--workers", str(args.workers)]
-            command += ["--batch-size", str(args.batch_size)]
-            child = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-            )
-            if child.returncode != 0:
-                print(f"{mode}: failed\n{child.stderr}", file=sys.stderr)
-                continue
-            result = json.loads(child.stdout.strip().splitlines()[-1])
-            results.append(result)
-            print(
-                f"{mode:>5}: {result['images_per_second']:7.2f} images/s  {result['faces_indexed']} faces  "
-                f"{result['seconds']:.1f} s  peak RSS {result['peak_rss_mib']:.0f} MiB"
-            )
-    loop = next((r for r in results if r["mode"] == "loop"), None)
-    if loop:
-        for result in results:
-            result["speedup_over_loop"] = round(result["images_per_second"] / loop["images_per_second"], 2)
+        for round_index in range(args.rounds):
+            order = modes[round_index % len(modes) :] + modes[: round_index % len(modes)]
+            results: dict[str, dict[str, Any]] = {}
+            digests: dict[str, Any] = {}
+            for mode in order:
+                data_dir = Path(tmp) / f"home-{mode}-{round_index}"
+                command = [sys.executable, __file__, "--run-mode", mode, "--folder", str(folder)]
+                command += ["--data-dir", str(data_dir), "--shell-images", str(args.shell_images)]
+                env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+                child = subprocess.run(command, capture_output=True, text=True, env=env)
+                if child.returncode != 0:
+                    print(f"{mode}: failed\n{child.stderr}", file=sys.stderr)
+                    return 1
+                result = json.loads(child.stdout.strip().splitlines()[-1])
+                results[mode] = result
+                digests[mode] = json.loads((data_dir / "digest.json").read_text())
+                shutil.rmtree(data_dir, ignore_errors=True)
+                print(
+                    f"round {round_index + 1} {mode:>5}: {result['images_per_second']:7.2f} images/s  "
+                    f"{result['images']} images  {result['faces_indexed']} faces  {result['seconds']:.1f} s  "
+                    f"peak RSS {result['peak_rss_mib']:.0f} MiB  load {result['load_average_1min_before']}",
+                    file=sys.stderr,
+                )
+            if "job" in digests:
+                for peer in ("loop", "shell", "ray"):
+                    if peer in digests:
+                        same = _same_faces(digests["job"], digests[peer])
+                        equal[peer] = equal.get(peer, True) and same
+            rounds.append(results)
     report = {
         "benchmark": "index_folder",
         "images": args.images,
+        "shell_images": args.shell_images,
+        "source_images": len(source_images()),
         "folder_mib": round(folder_bytes / 2**20, 1),
-        "workers": args.workers,
-        "batch_size": args.batch_size,
+        "rounds": args.rounds,
         "cpus": os.cpu_count(),
-        "results": results,
+        "facepipe_threads_env": os.environ.get("FACEPIPE_THREADS", ""),
+        "source": source_state(),
+        "runs": rounds,
+        "summary": summarize(rounds),
+        "equal_results": equal,
     }
+    text = markdown(report)
     print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+    print(text, file=sys.stderr)
+    if args.out_dir:
+        name = args.name or f"{time.strftime('%Y-%m-%d')}-cpu-{args.images}"
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        (args.out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (args.out_dir / f"{name}.md").write_text(text)
+    return 0 if all(equal.values()) else 1
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from pipeline.config import Settings
 from pipeline.errors import InvalidParameterException, RekognitionError
-from pipeline.jobs.analyzers import Analyzer, LocalAnalyzer, engine_threads
+from pipeline.jobs.analyzers import MODEL_CHUNK_IMAGES, Analyzer, LocalAnalyzer, engine_threads
 from pipeline.jobs.associate import DEFAULT_USER_MATCH_THRESHOLD, ImageResolver, run_associate_job
 from pipeline.jobs.cluster import (
     DEFAULT_CLUSTER_THRESHOLD,
@@ -84,7 +84,8 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=_positive_int,
         default=DEFAULT_BATCH_SIZE,
-        help=f"images per model batch and per store transaction (default {DEFAULT_BATCH_SIZE})",
+        help=f"images per store transaction and per Ray actor call (default {DEFAULT_BATCH_SIZE}); "
+        f"the models analyze {MODEL_CHUNK_IMAGES} images at a time",
     )
     parser.add_argument(
         "--max-image-bytes",

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 QUALITY_FILTERS = ("NONE", "AUTO", "LOW", "MEDIUM", "HIGH")
 """IndexFaces' QualityFilter values."""
 
-DEFAULT_BATCH_SIZE = 16
-"""Images per model batch and per store transaction."""
+DEFAULT_BATCH_SIZE = 32
+"""Images per store transaction (and per ledger update and report flush)."""
 
 DEFAULT_MAX_IMAGE_BYTES = DEFAULT_MAX_S3_IMAGE_BYTES
 """Largest image file indexed (15 MB, Rekognition's limit for images read from S3)."""
