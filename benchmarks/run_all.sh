@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# Reproduce a committed benchmark run: every suite, written to benchmarks/results/<date>-<provider>/.
+# Reproduce a committed benchmark run: every `facepipe bench` suite, written to
+# benchmarks/results/<date>-<provider>/ (results.json, summary.md, PNG plots, readme_section.md).
 #
-#   benchmarks/run_all.sh                 # CPU run at the committed (small) sizes
-#   PROVIDER=cuda benchmarks/run_all.sh   # GPU run (onnxruntime-gpu; falls back to CPU with a note)
-#   SEARCH_SIZES=10000,100000,1000000 benchmarks/run_all.sh   # add the 1M collection (minutes)
+#   benchmarks/run_all.sh                               # CPU run, search at 10k, 100k and 1M faces
+#   SEARCH_SIZES=10000,100000 benchmarks/run_all.sh     # skip 1M (its HNSW build takes 20-30 min on 2 cores)
+#   PROVIDER=cuda benchmarks/run_all.sh                 # GPU run (onnxruntime-gpu; falls back to CPU with a note)
+#   COMPARE=benchmarks/results/<old>/results.json benchmarks/run_all.sh   # also write compare.md
 #
-# Run from the repository root with the project installed (pip install -e .). The accuracy suite
-# reads ../shared/data/faces/pairs.csv unless PAIRS names another labeled pairs file.
+# Environment: PROVIDER (cpu|cuda|auto), THREADS (0: each library's default), REPEAT, SEARCH_SIZES,
+# SERVER_CLIENTS, SERVER_CLIENT (http|boto3), PAIRS, COMPARE, OUT. Run from anywhere with the project
+# installed (pip install -e .[bench]): it uses the `facepipe` console script. The accuracy suite reads
+# ../shared/data/faces/pairs.csv unless PAIRS names another labeled pairs file. The scripts
+# benchmarks/bench_pipeline.py and benchmarks/bench_index_folder.py are run separately (README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROVIDER="${PROVIDER:-cpu}"
 THREADS="${THREADS:-0}"
 REPEAT="${REPEAT:-5}"
-SEARCH_SIZES="${SEARCH_SIZES:-10000,100000}"
+SEARCH_SIZES="${SEARCH_SIZES:-10000,100000,1000000}"
+SERVER_CLIENTS="${SERVER_CLIENTS:-1,4,16}"
+SERVER_CLIENT="${SERVER_CLIENT:-http}"
 OUT="${OUT:-benchmarks/results/$(date -u +%Y-%m-%d)-${PROVIDER}}"
 
 args=(--provider "$PROVIDER" --threads "$THREADS" --repeat "$REPEAT" --warmup 1
-      --sizes "search=${SEARCH_SIZES}" --out "$OUT")
+      --sizes "search=${SEARCH_SIZES}" --sizes "server=${SERVER_CLIENTS}"
+      --server-client "$SERVER_CLIENT" --out "$OUT")
 if [[ -n "${PAIRS:-}" ]]; then
   args+=(--pairs "$PAIRS")
 fi
@@ -25,8 +33,7 @@ if [[ -n "${COMPARE:-}" ]]; then
   args+=(--compare "$COMPARE")
 fi
 
-python -c 'import sys; from pipeline.cli.bench import bench_main; sys.exit(bench_main(sys.argv[1:]))' "${args[@]}"
-# README performance section from this run (paste into README.md, or let the README build read it)
-python -c 'import sys; from pipeline.cli.bench import bench_main; sys.exit(bench_main(sys.argv[1:]))' \
-  --readme-section "$OUT/results.json" > "$OUT/readme_section.md"
+facepipe bench "${args[@]}"
+# README performance section from this run (the README's section markers take it)
+facepipe bench --readme-section "$OUT/results.json" > "$OUT/readme_section.md"
 echo "wrote $OUT"

@@ -58,6 +58,16 @@ def test_search_suite_quick_run_writes_a_valid_report(tmp_path: Path, cache: Non
         <= figs["exact.p50_ms.500"]["max"]
     )
     assert "faiss_flat.p99_ms.500" in figs and "ann.speedup_vs_faiss_flat.500" in figs
+    # 500 faces: the store searches exactly, through its own path, and finds every match
+    assert suite["details"]["store_index_by_size"] == {"500": "flat"}
+    assert figs["store.recall_above_threshold.500"]["median"] == 1.0
+    assert "(the store's index at this size)" in figs["exact.p50_ms.500"]["label"]
+    assert "store's index" not in figs["ann.p50_ms.500"]["label"]
+    # 128 float32 + an int64 id per face in the flat index; HNSW adds its links, under 1 KiB
+    assert 520 <= figs["exact.memory_bytes_per_face.500"]["median"] < 530
+    assert 520 < figs["ann.memory_bytes_per_face.500"]["median"] < 1024
+    disk = figs["store.disk_bytes_per_face.500"]
+    assert disk["median"] >= 512 and disk["params"]["sqlite_bytes"] == disk["params"]["total_bytes"]
     summary = (tmp_path / "a" / "summary.md").read_text()
     assert "## search" in summary and "![search](search.png)" in summary
     assert (tmp_path / "a" / "search.png").stat().st_size > 1000
@@ -151,9 +161,17 @@ def test_synthetic_faces_look_like_face_embeddings() -> None:
     cloud = face_cloud(4000, 200, seed=1)
     assert cloud.vectors.shape == (4000, 128) and cloud.vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(cloud.vectors, axis=1), 1.0, atol=1e-5)
+    # identities of 1-6 faces, every size present
+    faces_per_identity = np.bincount(cloud.identity)
+    assert faces_per_identity.min() >= 1 and faces_per_identity.max() == 6
+    assert set(faces_per_identity.tolist()) == {1, 2, 3, 4, 5, 6}
+    assert set(cloud.query_identity.tolist()) <= set(cloud.identity.tolist())
     sims = cloud.queries @ cloud.vectors.T
     same = cloud.query_identity[:, None] == cloud.identity[None, :]
-    assert 0.5 < np.median(sims[same]) < 0.75
-    assert np.median(sims[~same]) < 0.15 and np.percentile(sims[~same], 99.9) < 0.4
+    # same person mostly 0.45-0.85, strangers near 0
+    low, median, high = np.percentile(sims[same], [5, 50, 95])
+    assert low >= 0.45 and high <= 0.85 and 0.55 < median < 0.75
+    assert abs(np.median(sims[~same])) < 0.1 and np.percentile(sims[~same], 99.9) < 0.4
     again = face_cloud(4000, 200, seed=1)
     assert np.array_equal(again.vectors, cloud.vectors)
+    assert not np.array_equal(face_cloud(4000, 200, seed=2).vectors, cloud.vectors)

@@ -41,7 +41,13 @@ def make_run(embed_ms: list[float], rps: list[float]) -> dict[str, Any]:
     )
     server = SuiteResult("server")
     server.add(
-        Figure("http.requests_per_s.c1", "SearchFaces through HTTP", "requests/s", "higher", spread(rps))
+        Figure(
+            "http.ListFaces.requests_per_s.c16",
+            "ListFaces through HTTP",
+            "requests/s",
+            "higher",
+            spread(rps),
+        )
     )
     return {
         "schema": "facepipe-bench",
@@ -146,9 +152,11 @@ def test_compare_reports_direction_and_noise() -> None:
     changes = {c.id: c for c in compare_runs(old, faster)}
     assert changes["embed.ms_per_face.b32"].verdict == "better"
     assert changes["embed.ms_per_face.b32"].relative == pytest.approx(-0.5)
-    assert changes["http.requests_per_s.c1"].verdict == "same"
+    assert changes["http.ListFaces.requests_per_s.c16"].verdict == "same"
     slower = make_run([10, 11, 12], [50, 55, 60])
-    assert {c.id: c.verdict for c in compare_runs(old, slower)}["http.requests_per_s.c1"] == "worse"
+    assert {c.id: c.verdict for c in compare_runs(old, slower)}[
+        "http.ListFaces.requests_per_s.c16"
+    ] == "worse"
     table = markdown_compare(old, faster)
     assert "| embed, batch 32, per face | 11 ms | 5.5 ms | -50.0% | better |" in table
 
@@ -157,7 +165,7 @@ def test_readme_section_shows_headlines_and_link() -> None:
     text = readme_section(make_run([10, 11, 12], [100, 110, 120]), "benchmarks/results/x/summary.md")
     assert text.startswith("## Performance")
     assert "[benchmarks/results/x/summary.md](benchmarks/results/x/summary.md)" in text
-    assert "| SearchFaces through HTTP | 110 requests/s | 105 - 115 |" in text
+    assert "| ListFaces through HTTP | 110 requests/s | 105 - 115 |" in text
     assert "accuracy: no pairs file" in text
 
 

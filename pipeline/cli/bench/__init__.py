@@ -2,6 +2,7 @@
 
     facepipe bench [--suite NAME ...] [--provider cpu|cuda|auto] [--threads N] [--repeat N]
                    [--warmup N] [--quick] [--sizes SUITE=N,N ...] [--pairs PATH] [--out DIR]
+                   [--server-client http|boto3] [--server-no-auth] [--server-threads N]
                    [--compare OLD.json [NEW.json]] [--readme-section RESULTS.json]
 
 Writes DIR/results.json (schema in pipeline.cli.bench.report), DIR/summary.md and PNG plots.
@@ -144,6 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default benchmarks/results/<date>-<provider>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     p.add_argument(
+        "--server-client",
+        choices=("http", "boto3"),
+        default="http",
+        help="server suite's client: http (lean, SigV4-signed, persistent connection; default) or boto3",
+    )
+    p.add_argument(
+        "--server-no-auth",
+        action="store_true",
+        help="server suite: serve with --no-auth and send unsigned requests (default: SigV4)",
+    )
+    p.add_argument(
+        "--server-threads",
+        type=_positive,
+        default=8,
+        help="server suite: request threads of the server (default 8)",
+    )
+    p.add_argument(
         "--compare",
         nargs="+",
         type=Path,
@@ -222,6 +240,9 @@ def _run(args: argparse.Namespace, argv: list[str], old_run: dict[str, Any] | No
         pairs=pairs,
         out_dir=out,
         seed=args.seed,
+        server_client=args.server_client,
+        server_auth=not args.server_no_auth,
+        server_threads=args.server_threads,
     )
     names = list(dict.fromkeys(args.suite)) if args.suite else list(SUITES)
     explicit = bool(args.suite)
@@ -263,6 +284,9 @@ def _run(args: argparse.Namespace, argv: list[str], old_run: dict[str, Any] | No
             "sizes": ctx.sizes,
             "pairs": str(pairs) if pairs else None,
             "seed": ctx.seed,
+            "server_client": ctx.server_client,
+            "server_auth": ctx.server_auth,
+            "server_threads": ctx.server_threads,
         },
         "machine": machine_info(),
         "provider": ctx.provider.to_json(),

@@ -17,7 +17,9 @@ class BenchContext:
     threads: intra-op threads for ONNX Runtime, OpenCV and FAISS (0 = each library's default).
     quick: tiny sizes, for smoke tests and CI. sizes: explicit sizes per suite overriding its
     defaults (search: collection sizes; pipeline: batch sizes; associate: faces per user;
-    server: concurrent clients).
+    server: concurrent clients). server_client: the server suite's HTTP client ("http": lean
+    SigV4-signing client, "boto3"); server_auth: SigV4 on the benchmark server; server_threads: its
+    request threads.
     """
 
     settings: Settings
@@ -30,6 +32,9 @@ class BenchContext:
     pairs: Path | None = None
     out_dir: Path = Path(".")
     seed: int = 0
+    server_client: str = "http"
+    server_auth: bool = True
+    server_threads: int = 8
 
     def pick(self, suite: str, full: list[int], quick: list[int]) -> list[int]:
         """The sizes a suite runs: its explicit --sizes, else the quick or the full defaults."""

@@ -73,7 +73,12 @@ def plot_search(suite: dict[str, Any], out: Path) -> list[str]:
     if not any(curves.values()):
         return []
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    labels = {"exact": "facepipe exact", "ann": "facepipe ANN (HNSW)", "faiss_flat": "faiss IndexFlatIP"}
+    labels = {
+        "exact": "facepipe exact",
+        "ann": "facepipe ANN (HNSW)",
+        "store": "facepipe store (its index at each size)",
+        "faiss_flat": "faiss IndexFlatIP",
+    }
     for name, points in curves.items():
         if points:
             axes[0].plot([p[0] for p in points], [p[1] for p in points], "o-", label=labels.get(name, name))
@@ -163,20 +168,23 @@ def plot_accuracy(suite: dict[str, Any], out: Path) -> list[str]:
 
 
 def plot_server(suite: dict[str, Any], out: Path) -> list[str]:
-    """Requests per second through HTTP and in process, by concurrent clients."""
-    http = sorted(_figures(suite, "http.requests_per_s.c"), key=lambda f: f["params"]["clients"])
-    local = sorted(_figures(suite, "in_process.requests_per_s.c"), key=lambda f: f["params"]["clients"])
-    if not http and not local:
+    """Requests per second through HTTP and in process by concurrent clients, one panel per operation."""
+    operations = list(dict.fromkeys(f["params"]["operation"] for f in _figures(suite, "http.")))
+    if not operations:
         return []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if http:
-        _errorbar(ax, [f["params"]["clients"] for f in http], http, "HTTP (boto3 wire protocol)")
-    if local:
-        _errorbar(ax, [f["params"]["clients"] for f in local], local, "in process (FacePipe.call)", "s--")
-    ax.set(xlabel="concurrent clients", ylabel="requests per second", title="SearchFaces throughput")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, len(operations), figsize=(4.2 * len(operations), 3.6), squeeze=False)
+    for ax, operation in zip(axes[0], operations, strict=True):
+        for mode, label, fmt in (("http", "HTTP", "o-"), ("in_process", "in process", "s--")):
+            figs = sorted(
+                _figures(suite, f"{mode}.{operation}.requests_per_s.c"), key=lambda f: f["params"]["clients"]
+            )
+            if figs:
+                _errorbar(ax, [f["params"]["clients"] for f in figs], figs, label, fmt)
+        ax.set(xscale="log", xlabel="concurrent clients", ylabel="requests per second", title=operation)
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend()
     return [_save(fig, out, "server.png")]
 
 

@@ -1,16 +1,27 @@
-"""Search suite: latency and recall of the collection indexes on synthetic face-shaped vectors.
+"""Search suite: latency, recall and size of the collection indexes on synthetic face-shaped vectors.
 
-For each collection size: the store's exact index and its ANN index answer the same held-out
-queries one at a time (as SearchFaces does); latency percentiles are per query, recall is measured
-against brute-force ground truth: the share of above-threshold matches found, and recall@10. The
-peer is a plain ``faiss.IndexFlatIP`` over the same vectors, timed in the same runs.
+For each collection size the vectors go into a real store (durable SQLite commits). Then the
+same held-out queries are searched one at a time (as SearchFaces does) by:
+
+- ``store``: the store's own search path (snapshot check, then the index the store picks at that
+  size: exact up to its HNSW threshold, HNSW above it);
+- ``exact`` and ``ann``: the exact (flat) and the HNSW index alone, both at every size (the one
+  the store uses is the store's own index, the other is built the same way);
+- ``faiss_flat``: a plain ``faiss.IndexFlatIP`` over the same vectors (the peer).
+
+Latency percentiles are per query. Recall is measured against brute-force ground truth the way
+users feel it, the share of the faces above FaceMatchThreshold 80 that the search returns, with
+recall@10 beside it. Bytes per face: in memory, the serialized size of each index; on disk, the
+store's SQLite files (vectors included) and its saved index file.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -20,7 +31,16 @@ from pipeline.cli.bench.context import BenchContext
 from pipeline.cli.bench.report import Figure, SuiteResult, single
 from pipeline.cli.bench.stats import percentile, recall_at_k, speedups, spread, threshold_recall
 from pipeline.cli.bench.synthetic import face_cloud
-from pipeline.cli.bench.vectors import Hits, match_cosine, store_indexes
+from pipeline.cli.bench.vectors import (
+    Hits,
+    bytes_per_face,
+    data_dir_bytes,
+    fill_store,
+    index_memory_bytes,
+    match_cosine,
+    store_indexes,
+)
+from pipeline.store.index import DEFAULT_HNSW_THRESHOLD
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -28,6 +48,7 @@ I64 = npt.NDArray[np.int64]
 SEARCH_K = 100
 """Results asked per query for the threshold search (SearchFaces' MaxFaces)."""
 RECALL_K = 10
+INDEX_KIND_WORDS = {"flat": "exact", "hnsw": "HNSW"}
 
 
 def _ground_truth(vectors: F32, queries: F32, cosine: float, k: int) -> tuple[I64, F32, list[set[int]]]:
@@ -72,6 +93,38 @@ def _latency_figures(result: SuiteResult, name: str, label: str, n: int, runs: l
         )
 
 
+def _recall_figure(
+    result: SuiteResult, name: str, label: str, n: int, recall: float | None, cosine: float, true_matches: int
+) -> None:
+    if recall is None:
+        return
+    result.add(
+        Figure(
+            f"{name}.recall_above_threshold.{n}",
+            f"{label}: share of matches above Similarity 80 found, {n:,} faces",
+            "share",
+            "higher",
+            single(recall),
+            {"faces": n, "cosine": round(cosine, 4), "true_matches": true_matches},
+        )
+    )
+
+
+def _bytes_figure(
+    result: SuiteResult, fid: str, label: str, n: int, total: int, parts: dict[str, int]
+) -> None:
+    result.add(
+        Figure(
+            fid,
+            label,
+            "bytes",
+            "lower",
+            single(bytes_per_face(total, n)),
+            {"faces": n, "total_bytes": total, **parts},
+        )
+    )
+
+
 def run_search(ctx: BenchContext) -> SuiteResult:
     """Run the search suite at the context's collection sizes."""
     result = SuiteResult("search")
@@ -81,23 +134,71 @@ def run_search(ctx: BenchContext) -> SuiteResult:
         faiss.omp_set_num_threads(ctx.threads)
     cosine = match_cosine(80.0, ctx.settings.model_pack)
     build_times: dict[str, float] = {}
-    curves: dict[str, list[list[float]]] = {"exact": [], "ann": [], "faiss_flat": []}
+    fill_times: dict[str, float] = {}
+    store_kinds: dict[str, str] = {}
+    curves: dict[str, list[list[float]]] = {"exact": [], "ann": [], "faiss_flat": [], "store": []}
     for n in sizes:
-        cloud = face_cloud(n, n_queries, seed=ctx.seed)
-        truth_top, truth_top_scores, truth_above = _ground_truth(
-            cloud.vectors, cloud.queries, cosine, RECALL_K
-        )
-        indexes = store_indexes(cloud.vectors, np.arange(n, dtype=np.int64))
+        with tempfile.TemporaryDirectory(prefix="facepipe-bench-search-") as tmp:
+            _run_size(
+                ctx, result, n, n_queries, cosine, Path(tmp), build_times, fill_times, store_kinds, curves
+            )
+    result.details = {
+        "threshold_cosine": cosine,
+        "queries": n_queries,
+        "sizes": sizes,
+        "hnsw_threshold": DEFAULT_HNSW_THRESHOLD,
+        "store_index_by_size": store_kinds,
+        "fill_seconds": {k: round(v, 3) for k, v in fill_times.items()},
+        "build_seconds": {k: round(v, 3) for k, v in build_times.items()},
+        "p50_ms_by_size": curves,
+    }
+    result.note = (
+        f"{n_queries} held-out queries per size, searched one at a time (k={SEARCH_K}, FaceMatchThreshold "
+        f"80 = cosine {cosine:.3f}); synthetic 128-d face-shaped vectors, identities of 1-6 faces, in a "
+        f"real store. The store searches exactly up to {DEFAULT_HNSW_THRESHOLD:,} faces and with HNSW above; "
+        "'store' figures follow that switch, exact and ANN are measured at every size. Memory: serialized "
+        "index bytes per face; disk: SQLite (vectors included) plus the saved index file."
+    )
+    if max(sizes) < 1_000_000:
+        result.note += " 1M faces: --sizes search=1000000 (HNSW build takes 20-30 minutes on 2 cores)."
+    return result
+
+
+def _run_size(
+    ctx: BenchContext,
+    result: SuiteResult,
+    n: int,
+    n_queries: int,
+    cosine: float,
+    data_dir: Path,
+    build_times: dict[str, float],
+    fill_times: dict[str, float],
+    store_kinds: dict[str, str],
+    curves: dict[str, list[list[float]]],
+) -> None:
+    """Measure one collection size into ``result`` (the store lives under ``data_dir``)."""
+    cloud = face_cloud(n, n_queries, seed=ctx.seed)
+    rows_top, truth_top_scores, rows_above = _ground_truth(cloud.vectors, cloud.queries, cosine, RECALL_K)
+    collection = fill_store(data_dir, cloud.vectors)
+    labels = collection.labels
+    truth_top = labels[rows_top]
+    truth_above = [{int(labels[i]) for i in row} for row in rows_above]
+    true_matches = sum(len(t) for t in truth_above)
+    fill_times[str(n)] = collection.fill_seconds
+    try:
+        indexes = store_indexes(collection, cloud.vectors)
+        store_kind = next(ix for ix in indexes if ix.used_by_store)
+        store_kinds[str(n)] = store_kind.index.kind
         flat = faiss.IndexFlatIP(cloud.vectors.shape[1])
         start = time.perf_counter()
         flat.add(cloud.vectors)
         build_times[f"faiss_flat.{n}"] = time.perf_counter() - start
 
         def flat_search(q: F32, flat: faiss.IndexFlatIP = flat) -> Hits:
-            scores, labels = flat.search(q.reshape(1, -1), SEARCH_K)
+            scores, rows = flat.search(q.reshape(1, -1), SEARCH_K)
             return [
-                (int(i), float(s))
-                for s, i in zip(scores[0], labels[0], strict=True)
+                (int(labels[i]), float(s))
+                for s, i in zip(scores[0], rows[0], strict=True)
                 if i >= 0 and s >= cosine
             ]
 
@@ -105,6 +206,7 @@ def run_search(ctx: BenchContext) -> SuiteResult:
             ix.name: partial(ix.search, k=SEARCH_K, min_cosine=cosine) for ix in indexes
         }
         searchers["faiss_flat"] = flat_search
+        searchers["store"] = partial(collection.search, k=SEARCH_K, min_cosine=cosine)
         runs: dict[str, list[list[float]]] = {name: [] for name in searchers}
         found: dict[str, list[Hits]] = {}
         for ix in indexes:
@@ -121,23 +223,12 @@ def run_search(ctx: BenchContext) -> SuiteResult:
         floor = float(truth_top_scores[:, -1].min()) - 1e-6
         peer_totals = [float(np.sum(r)) for r in runs["faiss_flat"]]
         for ix in indexes:
-            _latency_figures(result, ix.name, ix.label, n, runs[ix.name])
-            t_recall = threshold_recall([{h[0] for h in hits} for hits in found[ix.name]], truth_above)
-            if t_recall is not None:
-                result.add(
-                    Figure(
-                        f"{ix.name}.recall_above_threshold.{n}",
-                        f"{ix.label}: share of matches above Similarity 80 found, {n:,} faces",
-                        "share",
-                        "higher",
-                        single(t_recall),
-                        {
-                            "faces": n,
-                            "cosine": round(cosine, 4),
-                            "true_matches": sum(len(t) for t in truth_above),
-                        },
-                    )
-                )
+            label = ix.label + (" (the store's index at this size)" if ix.used_by_store else "")
+            _latency_figures(result, ix.name, label, n, runs[ix.name])
+            found_sets = [{h[0] for h in hits} for hits in found[ix.name]]
+            _recall_figure(
+                result, ix.name, label, n, threshold_recall(found_sets, truth_above), cosine, true_matches
+            )
             top = np.full((n_queries, RECALL_K), -1, dtype=np.int64)
             for row, q in enumerate(cloud.queries):
                 top_hits = ix.search(q, RECALL_K, floor)
@@ -145,7 +236,7 @@ def run_search(ctx: BenchContext) -> SuiteResult:
             result.add(
                 Figure(
                     f"{ix.name}.recall_at_10.{n}",
-                    f"{ix.label}: recall@10, {n:,} faces",
+                    f"{label}: recall@10, {n:,} faces",
                     "share",
                     "higher",
                     single(recall_at_k(top, truth_top, RECALL_K)),
@@ -155,30 +246,39 @@ def run_search(ctx: BenchContext) -> SuiteResult:
             result.add(
                 Figure(
                     f"{ix.name}.speedup_vs_faiss_flat.{n}",
-                    f"{ix.label}: speed vs plain faiss IndexFlatIP, {n:,} faces",
+                    f"{label}: speed vs plain faiss IndexFlatIP, {n:,} faces",
                     "x",
                     "higher",
                     spread(speedups([float(np.sum(r)) for r in runs[ix.name]], peer_totals)),
                     {"faces": n},
                 )
             )
+            _bytes_figure(
+                result,
+                f"{ix.name}.memory_bytes_per_face.{n}",
+                f"{label}: bytes per face in memory, {n:,} faces",
+                n,
+                index_memory_bytes(ix.index),
+                {},
+            )
+        store_label = f"facepipe store search ({INDEX_KIND_WORDS[store_kind.index.kind]} at this size)"
+        _latency_figures(result, "store", store_label, n, runs["store"])
+        store_found = [{h[0] for h in hits} for hits in found["store"]]
+        _recall_figure(
+            result, "store", store_label, n, threshold_recall(store_found, truth_above), cosine, true_matches
+        )
         for name in searchers:
             curves[name].append([n, float(np.median([percentile(r, 50) for r in runs[name]])) * 1000])
         _latency_figures(result, "faiss_flat", "plain faiss IndexFlatIP (peer)", n, runs["faiss_flat"])
         del flat, indexes, searchers
-    result.details = {
-        "threshold_cosine": cosine,
-        "queries": n_queries,
-        "sizes": sizes,
-        "build_seconds": {k: round(v, 3) for k, v in build_times.items()},
-        "p50_ms_by_size": curves,
-    }
-    result.note = (
-        f"{n_queries} held-out queries per size, searched one at a time through the store's search "
-        f"(k={SEARCH_K}, FaceMatchThreshold 80 = cosine {cosine:.3f}); synthetic 128-d face-shaped vectors, "
-        "4 faces per identity. The store itself switches from exact to HNSW above 50,000 faces; both are "
-        "measured at every size here."
+    finally:
+        collection.store.close()
+    disk = data_dir_bytes(data_dir)
+    _bytes_figure(
+        result,
+        f"store.disk_bytes_per_face.{n}",
+        f"facepipe store: bytes per face on disk (SQLite with vectors, index file), {n:,} faces",
+        n,
+        sum(disk.values()),
+        {f"{part}_bytes": size for part, size in disk.items()},
     )
-    if max(sizes) < 1_000_000:
-        result.note += " 1M faces: --sizes search=1000000 (HNSW build takes several minutes on 2 cores)."
-    return result
