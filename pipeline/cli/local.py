@@ -59,11 +59,9 @@ class LocalTransport:
         return AWSResponse(request.url, answer.status, dict(answer.headers), _Body(answer.body))
 
     def close(self) -> None:
-        """Close the service if it was opened (and has anything to close)."""
+        """Close the service if it was opened."""
         if self._facepipe is not None:
-            close = getattr(self._facepipe, "close", None)
-            if callable(close):
-                close()
+            self._facepipe.close()
             self._facepipe = None
 
 

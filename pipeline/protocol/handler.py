@@ -19,11 +19,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any, Protocol
 
-import botocore.session
-from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
+from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 
 from pipeline.errors import (
     InternalServerError,
@@ -32,6 +30,7 @@ from pipeline.errors import (
     SerializationException,
     UnknownOperationException,
 )
+from pipeline.service import rekognition_model
 
 logger = logging.getLogger("pipeline.protocol")
 
@@ -64,12 +63,6 @@ class ProtocolResponse:
     body: bytes
 
 
-@lru_cache(maxsize=1)
-def service_model() -> ServiceModel:
-    """botocore's Rekognition service model (loaded once)."""
-    return botocore.session.get_session().get_service_model("rekognition")
-
-
 def new_request_id() -> str:
     """A fresh request id (a UUID4 string, as AWS uses)."""
     return str(uuid.uuid4())
@@ -80,7 +73,7 @@ def operation_from_target(target: str | None) -> str | None:
     if not target:
         return None
     prefix, dot, name = target.partition(".")
-    if not dot or prefix != TARGET_PREFIX or name not in service_model().operation_names:
+    if not dot or prefix != TARGET_PREFIX or name not in rekognition_model().operation_names:
         return None
     return name
 
@@ -130,7 +123,7 @@ def _resolve_operation(fp: Service, target: str | None) -> OperationModel:
         )
     if name not in fp.operations:
         raise UnknownOperationException(f"Operation {name} is not implemented by this server.")
-    return service_model().operation_model(name)
+    return rekognition_model().operation_model(name)
 
 
 def decode_request(operation: OperationModel, body: bytes) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from pipeline.errors import (
     ResourceNotFoundException,
 )
 from pipeline.protocol.app import create_app
-from pipeline.protocol.handler import service_model
 from pipeline.protocol.sigv4 import SigV4Verifier
+from pipeline.service import rekognition_model
 
 ACCESS_KEY_ID = "AKIDTESTPROTOCOL"
 SECRET = "protocol-test-secret"
@@ -53,7 +53,7 @@ class MemoryService:
 
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         # like the real service, check the params against botocore's model first
-        report = ParamValidator().validate(params, service_model().operation_model(operation).input_shape)
+        report = ParamValidator().validate(params, rekognition_model().operation_model(operation).input_shape)
         if report.has_errors():
             raise InvalidParameterException(report.generate_report())
         with self.lock:

@@ -10,7 +10,8 @@ import pytest
 from botocore.model import ServiceModel
 from botocore.parsers import create_parser
 
-from pipeline.protocol.handler import CONTENT_TYPE, handle_request, service_model
+from pipeline.protocol.handler import CONTENT_TYPE, handle_request
+from pipeline.service import rekognition_model
 
 from .conftest import MemoryService
 
@@ -25,7 +26,7 @@ def body_of(response_body: bytes) -> dict:
 
 def parse_like_boto3(operation: str, status: int, headers: dict[str, str], body: bytes) -> dict:
     """What botocore's own JSON parser makes of a response (as boto3 would see it)."""
-    model: ServiceModel = service_model()
+    model: ServiceModel = rekognition_model()
     parser = create_parser("json")
     op = model.operation_model(operation)
     return parser.parse(
@@ -156,7 +157,7 @@ def test_bad_blob_and_nesting(memory_service: MemoryService, body: bytes, words:
 
 
 def test_number_types_are_checked(memory_service: MemoryService) -> None:
-    model = service_model().operation_model("SearchFaces").input_shape
+    model = rekognition_model().operation_model("SearchFaces").input_shape
     assert model.members["MaxFaces"].type_name == "integer"
     memory_service.operations = [*MemoryService.operations, "SearchFaces"]
     for bad in (b'"3"', b"2.5", b"true"):
