@@ -10,11 +10,12 @@ file is a new image to the job. Each run of a mode is its own process on a fresh
 so its peak resident memory (ru_maxrss) is its own. The modes:
 
 - loop (the strict peer): one in-process FacePipe.call("IndexFaces") per image, one after the
-  other, with ONNX Runtime's thread setting as the user has it (FACEPIPE_THREADS, default: ONNX
-  Runtime's own); models loaded before the clock starts.
+  other, with the engine's thread budget as the user has it (FACEPIPE_THREADS, default: the
+  usable cores, as intra-op threads of one call); models loaded before the clock starts.
 - job: `facepipe index-folder DIR --collection-id bench --create-collection --report R.jsonl`
-  run in-process through its command-line entry point with default options (local engine:
-  workers = cores, ONNX Runtime threads = cores / workers); models loaded before the clock starts.
+  run in-process through its command-line entry point with default options (local engine: one
+  single-threaded stream per usable core, chunks of images in parallel); models loaded before
+  the clock starts.
 - shell (what users of comparable tools write): one `facepipe index-faces --image-bytes
   fileb://IMAGE` command per image, on the first ``--shell-images`` images; each command pays
   the process start and the model load, as a shell loop does.

@@ -1,17 +1,21 @@
 """End-to-end face pipeline throughput: facepipe's engine against OpenCV's DNN module.
 
-Both run the same prepared models (YuNet + SFace) on the same images with the same thread count,
-in one process: decode -> detect (same letterboxed input size) -> align -> embed, every face.
-OpenCV uses cv2.FaceDetectorYN + cv2.FaceRecognizerSF (one face at a time, as its API takes);
-facepipe uses FaceEngine.analyze_many (embeddings batched across images).
+Both run the same prepared models (YuNet + SFace) on the same images with the same total thread
+count (--threads), in one process: decode -> detect (same letterboxed input size) -> align ->
+embed, every face. OpenCV uses cv2.FaceDetectorYN + cv2.FaceRecognizerSF (one face at a time, as
+its API takes) with cv2.setNumThreads(threads); facepipe uses its engine's streams as the
+index-folder job does (FaceEngine.map_chunks: ``threads`` single-threaded streams, each decoding
+and analyzing chunks of a few images, their faces embedded in one batch). Runs alternate between
+the two, so both see the same machine load.
 
-Reported: images/s (median of --runs runs, with min and max) for each and the ratio; facepipe's
-per-stage latency; agreement (face counts, cosine between the two embeddings of each face);
+Reported: images/s (median of --runs runs, with min and max) for each and the ratio; the threads
+each side used; facepipe's per-stage latency of one call (the single-call sessions, ``threads``
+intra-op threads); agreement (face counts, boxes, cosine between the two embeddings of each face);
 peak resident memory; and achieved GFLOP/s against the CPU's float32 peak: the larger of
 cores x nominal GHz x FLOP/cycle (32 for AVX2 FMA and for AMD Zen 4's AVX-512 on 256-bit pipes;
 64 for 512-bit FMA pipes) and numpy's measured sgemm rate on the same thread count.
 
-Usage: python benchmarks/bench_pipeline.py [--images 20] [--runs 3] [--threads 2] [--out benchmarks/results]
+Usage: python benchmarks/bench_pipeline.py [--images 113] [--runs 5] [--threads 2] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -107,21 +111,20 @@ def peak_flops(threads: int) -> tuple[float, float, str]:
     return nominal, measured_sgemm(threads), note
 
 
-def run_ours(
-    engine: FaceEngine, blobs: list[bytes], batch: int
-) -> tuple[float, list[list[Any]], dict[str, float]]:
-    """Seconds for the whole set, faces per image, and per-stage seconds from a separate timed pass."""
+def run_ours(engine: FaceEngine, blobs: list[bytes]) -> tuple[float, list[list[Any]]]:
+    """Seconds for the whole set on the engine's streams, and the faces per image."""
+
+    def decode_and_analyze(chunk: list[bytes]) -> list[list[Any]]:
+        return engine.analyze_many([engine.decode(b, max_bytes=len(b)) for b in chunk])
+
     start = time.perf_counter()
-    results: list[list[Any]] = []
-    for first in range(0, len(blobs), batch):
-        images = [engine.decode(b, max_bytes=len(b)) for b in blobs[first : first + batch]]
-        results.extend(engine.analyze_many(images))
-    total = time.perf_counter() - start
-    return total, results, stage_times(engine, blobs)
+    results = [faces for chunk in engine.map_chunks(decode_and_analyze, blobs) for faces in chunk]
+    return time.perf_counter() - start, results
 
 
 def stage_times(engine: FaceEngine, blobs: list[bytes]) -> dict[str, float]:
-    """Seconds spent per stage over the set: decode, detect, align (+ pose/quality), embed."""
+    """Seconds spent per stage over the set, one image at a time on the single-call sessions:
+    decode, detect, align, embed."""
     stages = dict.fromkeys(("decode", "detect", "align", "embed"), 0.0)
     for blob in blobs:
         t0 = time.perf_counter()
@@ -169,10 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "faces")
-    parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=8, help="images per analyze_many call")
+    parser.add_argument("--images", type=int, default=113)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="total threads of each side")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
@@ -189,14 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     recognizer = cv2.FaceRecognizerSF.create(str(sface), "")
 
-    run_ours(engine, blobs[:2], args.batch)  # warm-up
-    run_opencv(detector, recognizer, blobs[:2], int(manifest["max_side"]))
+    run_ours(engine, blobs[: 4 * engine.streams])  # warm-up
+    run_opencv(detector, recognizer, blobs[:4], int(manifest["max_side"]))
     ours_times, cv_times = [], []
     for _ in range(args.runs):
-        seconds, ours_faces, stages = run_ours(engine, blobs, args.batch)
+        seconds, ours_faces = run_ours(engine, blobs)
         ours_times.append(seconds)
         seconds, cv_faces = run_opencv(detector, recognizer, blobs, int(manifest["max_side"]))
         cv_times.append(seconds)
+    stages = stage_times(engine, blobs)
 
     n = len(blobs)
     ours_ips = [n / t for t in ours_times]
@@ -223,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         "images": n,
         "faces": total_faces,
         "threads": args.threads,
+        "facepipe_threads": {
+            "streams": engine.streams,
+            "intra_op_threads_per_stream": 1,
+            "total": engine.streams,
+        },
+        "opencv_threads": cv2.getNumThreads(),
         "runs": args.runs,
         "facepipe_images_per_s": {
             "median": statistics.median(ours_ips),

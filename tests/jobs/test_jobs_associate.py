@@ -23,7 +23,7 @@ from pipeline.service.faces import AnalyzedImage, index_analyzed_images
 
 def index_photos(fp: FacePipe, ledger: JobLedger, folder: Path) -> dict[str, list[str]]:
     """Index ``folder`` (not recursive) into 'photos'; ExternalImageId -> FaceIds."""
-    analyzer = LocalAnalyzer(fp.engine, workers=2, batch_size=4, max_image_bytes=15 * 2**20)
+    analyzer = LocalAnalyzer(fp.engine, batch_size=4, max_image_bytes=15 * 2**20)
     report = io.StringIO()
     try:
         index_folder(fp, ledger, "photos", folder, analyzer, report=report, progress_stream=None)

@@ -22,7 +22,7 @@ def run_job(
     fp: FacePipe, ledger: JobLedger, folder: Path, report: Path, **options: Any
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Index ``folder`` into 'photos'; returns the summary and the report lines."""
-    analyzer = LocalAnalyzer(fp.engine, workers=2, batch_size=2, max_image_bytes=15 * 2**20)
+    analyzer = LocalAnalyzer(fp.engine, batch_size=2, max_image_bytes=15 * 2**20)
     try:
         with report.open("w") as out:
             summary = index_folder(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,7 @@ from pipeline.config import Settings
 from pipeline.errors import ImageTooLargeException, InternalServerError, InvalidParameterException
 from pipeline.types import LANDMARK_TYPES, ImageQuality
 from pipeline.vision import packs
-from pipeline.vision.engine import FaceEngine, get_engine
+from pipeline.vision.engine import CHUNK_IMAGES, FaceEngine, engine_streams, get_engine
 
 
 def test_group_photo_has_six_faces_largest_first(engine: FaceEngine, sample_images: Path) -> None:
@@ -62,6 +63,35 @@ def test_batched_embeddings_equal_single(engine: FaceEngine, sample_images: Path
     together = engine.embed_aligned(crops)
     alone = np.concatenate([engine.embed_aligned(c[None]) for c in crops])
     assert together.shape == (4, 128) and np.abs(together - alone).max() < 1e-5
+
+
+def test_analyze_many_on_streams_equals_analyze_in_order(engine: FaceEngine, sample_images: Path) -> None:
+    names = sorted(p.name for p in sample_images.iterdir() if p.suffix in (".jpg", ".png"))
+    images = [engine.decode((sample_images / n).read_bytes()) for n in names * 3]  # several chunks
+    assert len(images) > 2 * CHUNK_IMAGES and engine.streams == 2
+    many = engine.analyze_many(iter(images), max_faces=100)
+    assert len(many) == len(images)
+    for image, batched in zip(images, many, strict=True):
+        alone = engine.analyze(image)  # the single-call sessions (2 intra-op threads)
+        assert [f.bounding_box for f in batched] == [f.bounding_box for f in alone]
+        assert [f.landmarks for f in batched] == [f.landmarks for f in alone]
+        assert [f.confidence for f in batched] == [f.confidence for f in alone]
+        for single, face in zip(alone, batched, strict=True):
+            assert single.embedding is not None and face.embedding is not None
+            assert np.abs(single.embedding - face.embedding).max() < 1e-5
+    with pytest.raises(InvalidParameterException, match="MaxFaces"):
+        engine.analyze_many(images, max_faces=0)
+
+
+def test_thread_budget_sets_streams_and_session_threads(engine: FaceEngine, model_cache: Path) -> None:
+    assert engine.streams == 2
+    assert engine.stream_pack is not engine.pack
+    assert engine.stream_pack.embedder.session.get_session_options().intra_op_num_threads == 1  # type: ignore[attr-defined]
+    assert engine.pack.embedder.session.get_session_options().intra_op_num_threads == 2  # type: ignore[attr-defined]
+    single = get_engine(Settings(cache_dir=model_cache, provider="cpu", threads=1))
+    assert single.streams == 1 and single.pack is single.stream_pack is engine.stream_pack
+    assert engine_streams(0) == len(os.sched_getaffinity(0))
+    assert engine_streams(3) == 3
 
 
 def test_embed_aligned_refuses_wrong_shapes(engine: FaceEngine) -> None:
