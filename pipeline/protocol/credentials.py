@@ -37,16 +37,25 @@ def parse_credentials_env(value: str) -> dict[str, str]:
     return pairs
 
 
-def read_credentials_file(path: Path) -> dict[str, str]:
-    """Key pairs from an AWS shared-credentials style INI file (one per section)."""
+def read_ini_file(path: Path, kind: str) -> configparser.ConfigParser:
+    """Parse an INI file; ``kind`` names it in errors ("config file", "credentials file").
+
+    Raises CredentialsError (a ValueError) saying what is wrong when it cannot be read or parsed.
+    """
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with path.open(encoding="utf-8") as handle:
             parser.read_file(handle)
     except OSError as exc:
-        raise CredentialsError(f"cannot read credentials file {path}: {exc.strerror or exc}") from None
+        raise CredentialsError(f"cannot read {kind} {path}: {exc.strerror or exc}") from None
     except configparser.Error as exc:
-        raise CredentialsError(f"credentials file {path} is not an INI file: {exc}") from None
+        raise CredentialsError(f"{kind} {path} is not an INI file: {exc}") from None
+    return parser
+
+
+def read_credentials_file(path: Path) -> dict[str, str]:
+    """Key pairs from an AWS shared-credentials style INI file (one per section)."""
+    parser = read_ini_file(path, "credentials file")
     pairs: dict[str, str] = {}
     for name in parser.sections():
         section = parser[name]

@@ -9,7 +9,6 @@ credentials, see :mod:`pipeline.protocol.credentials`). Authentication (SigV4) i
 from __future__ import annotations
 
 import argparse
-import configparser
 import json
 import logging
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.protocol.app import DEFAULT_THREADS, create_app, default_max_body_bytes
-from pipeline.protocol.credentials import CredentialsError, load_credentials
+from pipeline.protocol.credentials import CredentialsError, load_credentials, read_ini_file
 from pipeline.protocol.sigv4 import DEFAULT_MAX_SKEW_S, SigV4Verifier
 
 logger = logging.getLogger("pipeline.protocol.server")
@@ -118,14 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """The ``[server]`` section of an INI file, typed; raises ValueError saying what is wrong."""
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        with path.open(encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except OSError as exc:
-        raise ValueError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except configparser.Error as exc:
-        raise ValueError(f"config file {path} is not an INI file: {exc}") from None
+    parser = read_ini_file(path, "config file")
     if not parser.has_section("server"):
         raise ValueError(f"config file {path} has no [server] section")
     values: dict[str, Any] = {}

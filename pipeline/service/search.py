@@ -17,7 +17,7 @@ from pipeline.errors import InvalidParameterException, ResourceNotFoundException
 from pipeline.service.analysis import face_detail
 from pipeline.service.common import face_to_api, operation, user_status
 from pipeline.service.images import image_bytes
-from pipeline.store import CollectionRow, Store, normalized_mean
+from pipeline.store import CollectionRow, Store, Tx, normalized_mean
 from pipeline.types import DetectedFace
 
 if TYPE_CHECKING:
@@ -111,20 +111,23 @@ def _image_faces(fp: FacePipe, params: dict[str, Any]) -> list[DetectedFace]:
     return fp.engine.analyze(image, max_faces=100, embed=True)
 
 
+def _stored_face(tx: Tx, coll: CollectionRow, face_id: str) -> tuple[int, np.ndarray]:
+    """(label, vector) of a face of the collection; ResourceNotFoundException when it is not there."""
+    found = tx.faces_by_id(coll, [face_id]).get(face_id)
+    if found is None:
+        raise ResourceNotFoundException(f"Face {face_id} does not exist in collection {coll.name}")
+    return found.label, tx.face_vector(found.label)
+
+
 @operation("SearchFaces")
 def search_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """Faces of the collection that match a stored face (the face itself excluded)."""
     with fp.store.read() as tx:
         coll = tx.collection(params["CollectionId"])
-        found = tx.faces_by_id(coll, [params["FaceId"]]).get(params["FaceId"])
-        if found is None:
-            raise ResourceNotFoundException(
-                f"Face {params['FaceId']} does not exist in collection {coll.name}"
-            )
-        vector = tx.face_vector(found.label)
+        label, vector = _stored_face(tx, coll, params["FaceId"])
     return {
         "SearchedFaceId": params["FaceId"],
-        "FaceMatches": _search_faces(fp, coll, vector, params, found.label),
+        "FaceMatches": _search_faces(fp, coll, vector, params, label),
         "FaceModelVersion": coll.model_version,
     }
 
@@ -172,10 +175,7 @@ def search_users(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
         coll = tx.collection(params["CollectionId"])
         if params.get("FaceId") is not None:
             face_id = params["FaceId"]
-            found = tx.faces_by_id(coll, [face_id]).get(face_id)
-            if found is None:
-                raise ResourceNotFoundException(f"Face {face_id} does not exist in collection {coll.name}")
-            vector = tx.face_vector(found.label)
+            _, vector = _stored_face(tx, coll, face_id)
             exclude = None
             searched: dict[str, Any] = {"SearchedFace": {"FaceId": face_id}}
         else:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.store.db import CollectionRow, Database, FaceRow, NewFace, Tx, UserRow, normalized_mean
-from pipeline.store.index import DEFAULT_HNSW_THRESHOLD, CollectionIndex, IndexSet
+from pipeline.store.index import DEFAULT_ANN_THRESHOLD, CollectionIndex, IndexSet
 
 __all__ = [
     "CollectionIndex",
@@ -35,10 +35,10 @@ __all__ = [
 class Store:
     """SQLite + FAISS under ``data_dir`` (``facepipe.sqlite3`` and ``indexes/``)."""
 
-    def __init__(self, data_dir: Path, hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD) -> None:
+    def __init__(self, data_dir: Path, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
         self.data_dir = Path(data_dir)
         self.db = Database(self.data_dir)
-        self.indexes = IndexSet(self.data_dir / "indexes", hnsw_threshold=hnsw_threshold)
+        self.indexes = IndexSet(self.data_dir / "indexes", ann_threshold=ann_threshold)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:

@@ -91,6 +91,25 @@ CREATE TABLE IF NOT EXISTS tokens (
 """
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (it stays so, in the file).
+
+    Switching from rollback to WAL mode may answer "database is locked" at once, without waiting
+    for the busy timeout, while another process opens the same new database; retry until it is done
+    (or BUSY_TIMEOUT_MS has passed).
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 @dataclass(frozen=True)
 class CollectionRow:
     """One collection: ``id`` is the internal row id (never reused), ``name`` the CollectionId."""
@@ -499,7 +518,7 @@ class Database:
                 raise RuntimeError("the store is closed")
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
             self._local.conn = conn
             with self._lock:

@@ -1,4 +1,4 @@
-"""The FAISS side: exact and HNSW search, catch-up across processes' stores, removals, disk copies."""
+"""The FAISS side: exact and quantized search, catch-up across processes' stores, removals, disk copies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.store import NewFace, Store
-from pipeline.store.index import new_index
+from pipeline.store.index import PQ_CANDIDATES, faiss, new_index
 
 
 def unit_rows(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:
@@ -49,14 +49,14 @@ def test_two_stores_on_one_dir_stay_in_step(tmp_path: Path) -> None:
     b.close()
 
 
-def test_hnsw_above_threshold_matches_exact_and_filters_removed(tmp_path: Path) -> None:
+def test_quantized_index_above_threshold_matches_exact_and_filters_removed(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    store = Store(tmp_path, hnsw_threshold=100)
+    store = Store(tmp_path, ann_threshold=100)
     vectors = unit_rows(rng, 400)
     labels = add_faces(store, vectors)
     with store.read() as tx:
         coll = tx.collection("c")
-    assert store.index_of(coll).kind == "hnsw"
+    assert store.index_of(coll).kind == "pq"
     with store.write() as tx:
         tx.delete_faces(coll, labels[:20])
     live = vectors[20:]
@@ -71,11 +71,11 @@ def test_hnsw_above_threshold_matches_exact_and_filters_removed(tmp_path: Path) 
     threshold_hits = store.search(coll, vectors[30], 400, 0.5)
     assert all(score >= 0.5 for _, score in threshold_hits)
     assert len(threshold_hits) == int((live @ vectors[30] >= 0.5).sum())
-    store.close()  # saves the HNSW index
+    store.close()  # saves the quantized index
     assert list((tmp_path / "indexes").glob("*.faiss"))
-    reopened = Store(tmp_path, hnsw_threshold=100)
+    reopened = Store(tmp_path, ann_threshold=100)
     index = reopened.index_of(coll)
-    assert index.kind == "hnsw" and index.live_count == 380
+    assert index.kind == "pq" and index.live_count == 380
     reopened.close()
 
 
@@ -84,10 +84,14 @@ def test_new_index_kinds_answer_like_exact_search() -> None:
     vectors = unit_rows(rng, 300)
     labels = np.arange(1000, 1300, dtype=np.int64)
     expected = np.argsort(-(vectors @ vectors[7]))[:5] + 1000
-    for kind in ("flat", "hnsw"):
-        index = new_index(kind, 16)
+    for kind in ("flat", "pq"):
+        index = new_index(kind, 16, vectors if kind == "pq" else None)
         index.add_with_ids(vectors, labels)
-        _, found = index.search(vectors[7:8], 5)
+        # the quantized scan hands PQ_CANDIDATES candidates to the exact re-ranking, as the store does
+        params = faiss.IndexRefineSearchParameters(k_factor=PQ_CANDIDATES / 5) if kind == "pq" else None
+        _, found = index.search(vectors[7:8], 5, params=params)
         assert found[0].tolist() == expected.tolist()
     with pytest.raises(ValueError, match="kind"):
         new_index("ivf", 16)
+    with pytest.raises(ValueError, match="training"):
+        new_index("pq", 16)

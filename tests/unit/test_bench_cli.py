@@ -63,7 +63,7 @@ def test_search_suite_quick_run_writes_a_valid_report(tmp_path: Path, cache: Non
     assert figs["store.recall_above_threshold.500"]["median"] == 1.0
     assert "(the store's index at this size)" in figs["exact.p50_ms.500"]["label"]
     assert "store's index" not in figs["ann.p50_ms.500"]["label"]
-    # 128 float32 + an int64 id per face in the flat index; HNSW adds its links, under 1 KiB
+    # 128 float32 + an int64 id per face in the flat index; the quantized index adds 64 B of codes, under 1 KiB
     assert 520 <= figs["exact.memory_bytes_per_face.500"]["median"] < 530
     assert 520 < figs["ann.memory_bytes_per_face.500"]["median"] < 1024
     disk = figs["store.disk_bytes_per_face.500"]

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 from pipeline.cli.bench import bench_main
@@ -22,7 +23,7 @@ from pipeline.cli.bench.vectors import (
     index_memory_bytes,
     store_indexes,
 )
-from pipeline.store.index import DEFAULT_HNSW_THRESHOLD
+from pipeline.store.index import DEFAULT_ANN_THRESHOLD
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,10 +42,10 @@ def test_store_collection_indexes_sizes_and_search(tmp_path: Path) -> None:
         labels = collection.labels
         assert len(set(labels.tolist())) == 300
         indexes = {ix.name: ix for ix in store_indexes(collection, cloud.vectors)}
-        # far below the HNSW threshold the store searches exactly: its own index is the flat one
-        assert DEFAULT_HNSW_THRESHOLD >= 300
+        # far below the quantized threshold the store searches exactly: its own index is the flat one
+        assert DEFAULT_ANN_THRESHOLD >= 300
         assert indexes["exact"].used_by_store and not indexes["ann"].used_by_store
-        assert indexes["exact"].index.kind == "flat" and indexes["ann"].index.kind == "hnsw"
+        assert indexes["exact"].index.kind == "flat" and indexes["ann"].index.kind == "pq"
         flat_bytes = index_memory_bytes(indexes["exact"].index) / 300
         hnsw_bytes = index_memory_bytes(indexes["ann"].index) / 300
         assert 128 * 4 + 8 <= flat_bytes < 128 * 4 + 8 + 10  # vector + int64 id, a small header
@@ -61,9 +62,9 @@ def test_store_collection_indexes_sizes_and_search(tmp_path: Path) -> None:
     assert disk["sqlite"] / 300 >= 128 * 4  # every vector is stored in SQLite
 
 
-def test_above_the_threshold_the_store_searches_its_hnsw_index_and_saves_it(tmp_path: Path) -> None:
+def test_above_the_threshold_the_store_searches_its_quantized_index_and_saves_it(tmp_path: Path) -> None:
     cloud = face_cloud(300, 5, seed=4)
-    collection = fill_store(tmp_path, cloud.vectors, hnsw_threshold=100)
+    collection = fill_store(tmp_path, cloud.vectors, ann_threshold=100)
     try:
         indexes = {ix.name: ix for ix in store_indexes(collection, cloud.vectors)}
         assert indexes["ann"].used_by_store and not indexes["exact"].used_by_store
@@ -72,7 +73,7 @@ def test_above_the_threshold_the_store_searches_its_hnsw_index_and_saves_it(tmp_
     finally:
         collection.store.close()
     disk = data_dir_bytes(tmp_path)
-    assert disk["indexes"] > 300 * 128 * 4  # the HNSW index is saved next to SQLite
+    assert disk["indexes"] > 300 * 128 * 4  # the quantized index is saved next to SQLite
 
 
 def test_load_run_figures() -> None:
@@ -157,3 +158,16 @@ def test_benchmark_scripts_are_facepipe_bench_runs() -> None:
     assert server.bench_args(["--clients", "1", "4", "16", "--client", "boto3", "--no-auth", "--quick"]) == [
         "--suite", "server", "--sizes", "server=1,4,16", "--server-client", "boto3", "--server-no-auth", "--quick",
     ]  # fmt: skip
+
+
+def test_ground_truth_above_threshold_is_capped_at_max_faces() -> None:
+    from pipeline.cli.bench.suite_search import _ground_truth
+
+    vectors = np.eye(4, dtype=np.float32)[[0, 0, 0, 1]] * np.array(
+        [[1.0], [0.9], [0.8], [1.0]], dtype=np.float32
+    )
+    query = np.array([[1.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    _, _, above = _ground_truth(vectors, query, cosine=0.5, k=1, max_faces=2)
+    assert above == [{0, 1}]  # three vectors pass 0.5; a search returning 2 faces owes the best 2
+    _, _, above = _ground_truth(vectors, query, cosine=0.5, k=1, max_faces=10)
+    assert above == [{0, 1, 2}]

@@ -75,7 +75,7 @@ def plot_search(suite: dict[str, Any], out: Path) -> list[str]:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     labels = {
         "exact": "facepipe exact",
-        "ann": "facepipe ANN (HNSW)",
+        "ann": "facepipe ANN (PQ scan + exact re-rank)",
         "store": "facepipe store (its index at each size)",
         "faiss_flat": "faiss IndexFlatIP",
     }

@@ -2,7 +2,8 @@
 
 A benchmark collection is a real :class:`pipeline.store.Store` filled with synthetic vectors, so
 the index it searches is the one the store itself picks at that size (exact up to the store's
-HNSW threshold, HNSW above it), and its bytes on disk are what the store really writes.
+ANN threshold, the quantized scan with exact re-ranking above it), and its bytes on disk are what
+the store really writes.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import numpy.typing as npt
 from pipeline.store import CollectionRow, NewFace, Store
 from pipeline.store.index import (
     BUILD_THREADS,
-    DEFAULT_HNSW_THRESHOLD,
-    HNSW_EF_SEARCH,
-    HNSW_M,
+    DEFAULT_ANN_THRESHOLD,
+    PQ_CANDIDATES,
     CollectionIndex,
     IndexSet,
     faiss,
     new_index,
+    training_sample,
 )
 from pipeline.vision.calibration import SimilarityMap
 from pipeline.vision.packs import read_manifest
@@ -34,11 +35,11 @@ I64 = npt.NDArray[np.int64]
 Hits = list[tuple[int, float]]
 """Search results: (label, cosine) pairs, best first."""
 
-INDEX_NAMES = {"flat": "exact", "hnsw": "ann"}
+INDEX_NAMES = {"flat": "exact", "pq": "ann"}
 """Figure-id name of each index kind."""
 INDEX_LABELS = {
     "flat": "facepipe exact (flat)",
-    "hnsw": f"facepipe ANN (HNSW M={HNSW_M}, efSearch>={HNSW_EF_SEARCH})",
+    "pq": f"facepipe ANN (4-bit PQ scan, {PQ_CANDIDATES:,} candidates re-ranked exactly)",
 }
 
 
@@ -55,7 +56,7 @@ def bytes_per_face(total_bytes: int, faces: int) -> float:
 
 
 def index_memory_bytes(index: CollectionIndex) -> int:
-    """Bytes the FAISS index holds: the size of its serialized form (vectors, ids and HNSW links)."""
+    """Bytes the FAISS index holds: the size of its serialized form (vectors, codes and ids)."""
     return len(faiss.serialize_index(index.index))
 
 
@@ -106,13 +107,13 @@ class BenchCollection:
 FILL_BATCH = 20_000
 
 
-def fill_store(data_dir: Path, vectors: F32, hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD) -> BenchCollection:
+def fill_store(data_dir: Path, vectors: F32, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> BenchCollection:
     """A new store under ``data_dir`` with one collection "bench" holding ``vectors`` (N, D).
 
-    hnsw_threshold: the store's switch from exact to HNSW search (the store's default unless a
+    ann_threshold: the store's switch from exact to quantized search (the store's default unless a
     test needs the switch at a small size).
     """
-    store = Store(data_dir, hnsw_threshold=hnsw_threshold)
+    store = Store(data_dir, ann_threshold=ann_threshold)
     start = time.perf_counter()
     with store.write() as tx:
         coll = tx.insert_collection("bench", "arn:facepipe:bench", "bench", int(vectors.shape[1]), {})
@@ -131,7 +132,7 @@ def fill_store(data_dir: Path, vectors: F32, hnsw_threshold: int = DEFAULT_HNSW_
 
 
 def store_indexes(collection: BenchCollection, vectors: F32) -> list[IndexUnderTest]:
-    """The exact (flat) and ANN (HNSW) index over the collection's vectors.
+    """The exact (flat) and ANN (quantized scan + exact re-ranking) index over the collection's vectors.
 
     The kind the store picks at this size is the store's own index (built by the store on first
     use, build time included); the other kind is built here the same way, with the same labels.
@@ -141,12 +142,12 @@ def store_indexes(collection: BenchCollection, vectors: F32) -> list[IndexUnderT
     own_seconds = time.perf_counter() - start
     searcher = IndexSet(None)
     built = []
-    for kind in ("flat", "hnsw"):
+    for kind in ("flat", "pq"):
         if kind == own.kind:
             index, seconds, used = own, own_seconds, True
         else:
             start = time.perf_counter()
-            raw = new_index(kind, vectors.shape[1])
+            raw = new_index(kind, vectors.shape[1], training_sample(vectors) if kind == "pq" else None)
             faiss.omp_set_num_threads(BUILD_THREADS)  # as the store builds
             try:
                 raw.add_with_ids(vectors, collection.labels)
