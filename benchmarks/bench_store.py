@@ -6,7 +6,7 @@ is the same run as
 
     facepipe bench --suite search --suite associate --sizes search=10000,100000,1000000 [--out DIR]
 
-SearchFaces latency p50/p95/p99 through the store (exact up to its HNSW threshold, HNSW above),
+SearchFaces latency p50/p95/p99 through the store (exact up to 100k faces, quantized scan above),
 the share of above-threshold matches found and recall@10 against exact search, bytes per face in
 memory and on disk, and AssociateFaces calls/s with durable commits. Vectors come from the one
 synthetic generator (pipeline/cli/bench/synthetic.py). Any other option goes to `facepipe bench`

@@ -3,7 +3,7 @@
 # benchmarks/results/<date>-<provider>/ (results.json, summary.md, PNG plots, readme_section.md).
 #
 #   benchmarks/run_all.sh                               # CPU run, search at 10k, 100k and 1M faces
-#   SEARCH_SIZES=10000,100000 benchmarks/run_all.sh     # skip 1M (its HNSW build takes 20-30 min on 2 cores)
+#   SEARCH_SIZES=10000,100000 benchmarks/run_all.sh     # skip 1M (about 2 GiB of memory, 2 min)
 #   PROVIDER=cuda benchmarks/run_all.sh                 # GPU run (onnxruntime-gpu; falls back to CPU with a note)
 #   COMPARE=benchmarks/results/<old>/results.json benchmarks/run_all.sh   # also write compare.md
 #
