@@ -132,13 +132,22 @@ def search_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@operation("SearchFacesByImage")
-def search_faces_by_image(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
-    """Faces of the collection that match the largest face of an image."""
+def _searched_face(
+    fp: FacePipe, params: dict[str, Any]
+) -> tuple[CollectionRow, DetectedFace | None, list[dict[str, Any]]]:
+    """For the ByImage searches: the collection (checked first), the largest face of the image that
+    passes QualityFilter (default NONE; None when there is none) and the faces left unsearched."""
     with fp.store.read() as tx:
         coll = tx.collection(params["CollectionId"])
     faces = _image_faces(fp, params)
-    face, _ = _largest_usable_face(fp, faces, str(params.get("QualityFilter", "NONE")).upper())
+    face, unsearched = _largest_usable_face(fp, faces, str(params.get("QualityFilter", "NONE")).upper())
+    return coll, face, unsearched
+
+
+@operation("SearchFacesByImage")
+def search_faces_by_image(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+    """Faces of the collection that match the largest face of an image."""
+    coll, face, _ = _searched_face(fp, params)
     if face is None or face.embedding is None:
         raise InvalidParameterException("There are no faces in the image. Should be at least 1.")
     return {
@@ -198,10 +207,7 @@ def search_users(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
 @operation("SearchUsersByImage")
 def search_users_by_image(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """Users matching the largest usable face of an image; no usable face gives no matches."""
-    with fp.store.read() as tx:
-        coll = tx.collection(params["CollectionId"])
-    faces = _image_faces(fp, params)
-    face, unsearched = _largest_usable_face(fp, faces, str(params.get("QualityFilter", "NONE")).upper())
+    coll, face, unsearched = _searched_face(fp, params)
     out: dict[str, Any] = {"UserMatches": [], "FaceModelVersion": coll.model_version}
     if face is not None and face.embedding is not None:
         out["UserMatches"] = _user_matches(fp, coll, face.embedding, params, None)
