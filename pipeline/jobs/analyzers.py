@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.errors import RekognitionError
+from pipeline.errors import ImageTooLargeException, RekognitionError
 from pipeline.jobs.ledger import DONE, LedgerEntry
 from pipeline.types import DetectedFace
 from pipeline.vision.engine import CHUNK_IMAGES
@@ -98,15 +98,20 @@ class Analyzer(Protocol):
     def close(self) -> None: ...
 
 
-def read_task(task: FileTask) -> FileOutcome:
+def read_task(task: FileTask, max_bytes: int | None = None) -> FileOutcome:
     """Read and hash a file; mark it skipped when the ledger already indexed this exact content.
 
-    On success the outcome carries the bytes in ``data`` for the next stage.
+    On success the outcome carries the bytes in ``data`` for the next stage. A file of more than
+    ``max_bytes`` bytes is not read into memory: its outcome is an ImageTooLargeException error.
     """
     try:
-        data = task.path.read_bytes()
+        with task.path.open("rb") as file:
+            data = file.read() if max_bytes is None else file.read(max_bytes + 1)
     except OSError as exc:
         return FileOutcome(task=task, error=FileError(READ_ERROR_CODE, f"cannot read {task.rel_path}: {exc}"))
+    if max_bytes is not None and len(data) > max_bytes:
+        too_large = ImageTooLargeException(f"the file {task.rel_path} is larger than {max_bytes} bytes")
+        return FileOutcome(task=task, error=FileError(too_large.code, too_large.message))
     sha256 = hashlib.sha256(data).hexdigest()
     previous = task.previous
     if previous is not None and previous.state == DONE and previous.sha256 == sha256:
@@ -176,7 +181,7 @@ class LocalAnalyzer:
         self.max_image_bytes = max_image_bytes
 
     def _process(self, tasks: list[FileTask]) -> list[FileOutcome]:
-        outcomes = [read_task(task) for task in tasks]
+        outcomes = [read_task(task, self.max_image_bytes) for task in tasks]
         decoded = [(o, decode_outcome(self.engine, o, self.max_image_bytes)) for o in outcomes]
         analyses = iter(analyze_images(self.engine, [image for _, image in decoded if image is not None]))
         for outcome, image in decoded:

@@ -17,6 +17,8 @@ that is done with unchanged content, never duplicates a face, and re-indexes cha
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import sys
 import time
@@ -353,9 +355,30 @@ def index_folder(
     """
     options = options or IndexOptions()
     job = FolderJob(fp, ledger, collection_id, root, options, report)
-    if rel_paths is None:
-        total = sum(1 for _ in walk_images(job.root, options.recursive))
-        paths: Iterable[str] = walk_images(job.root, options.recursive)
-    else:
-        total, paths = len(rel_paths), rel_paths
-    return job.run(analyzer, paths, total, progress_stream)
+    with _exclusive_job(ledger, job.job_id, collection_id, job.root):
+        if rel_paths is None:
+            total = sum(1 for _ in walk_images(job.root, options.recursive))
+            paths: Iterable[str] = walk_images(job.root, options.recursive)
+        else:
+            total, paths = len(rel_paths), rel_paths
+        return job.run(analyzer, paths, total, progress_stream)
+
+
+@contextlib.contextmanager
+def _exclusive_job(ledger: JobLedger, job_id: int, collection_id: str, root: Path) -> Iterator[None]:
+    """Hold the job's lock file for the run: a second run on the same folder and collection would
+    take the first one's pending files for an interrupted run's and delete their faces."""
+    from pipeline.errors import ResourceInUseException
+
+    lock_path = ledger.path.parent / f"{ledger.path.name}.job{job_id}.lock"
+    with lock_path.open("a") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ResourceInUseException(
+                f"another run is indexing {root} into collection {collection_id}; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

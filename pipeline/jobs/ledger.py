@@ -88,9 +88,24 @@ class FinishedFile:
     result: dict[str, Any]
 
 
+def _stored_path(path: str) -> str | bytes:
+    """``path`` as stored: text, or the raw bytes (a BLOB) of a name that is not valid UTF-8
+    (Python holds such names with surrogate escapes, which SQLite's text cannot carry)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape")
+    return path
+
+
+def _loaded_path(value: str | bytes) -> str:
+    """A stored path back as Python names it (the inverse of _stored_path)."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
 def _entry(row: sqlite3.Row) -> LedgerEntry:
     return LedgerEntry(
-        rel_path=row["rel_path"],
+        rel_path=_loaded_path(row["rel_path"]),
         external_image_id=row["external_image_id"],
         sha256=row["sha256"],
         state=row["state"],
@@ -148,14 +163,14 @@ class JobLedger:
         """
         row = self._db.execute(
             "SELECT job_id, collection_created FROM jobs WHERE collection_id = ? AND root = ?",
-            (collection_id, root),
+            (collection_id, _stored_path(root)),
         ).fetchone()
         if row is None:
             self._write(
                 [
                     (
-                        "INSERT INTO jobs (collection_id, root, collection_created) VALUES (?, ?, ?)",
-                        (collection_id, root, collection_created),
+                        "INSERT OR IGNORE INTO jobs (collection_id, root, collection_created) VALUES (?, ?, ?)",
+                        (collection_id, _stored_path(root), collection_created),
                     )
                 ]
             )
@@ -173,7 +188,7 @@ class JobLedger:
     def get(self, job_id: int, rel_path: str) -> LedgerEntry | None:
         """The row of ``rel_path``, or None when the job has never seen the file."""
         row = self._db.execute(
-            "SELECT * FROM files WHERE job_id = ? AND rel_path = ?", (job_id, rel_path)
+            "SELECT * FROM files WHERE job_id = ? AND rel_path = ?", (job_id, _stored_path(rel_path))
         ).fetchone()
         return _entry(row) if row is not None else None
 
@@ -183,7 +198,7 @@ class JobLedger:
             "SELECT rel_path FROM files WHERE job_id = ? AND external_image_id = ? LIMIT 1",
             (job_id, external_image_id),
         ).fetchone()
-        return None if row is None else str(row["rel_path"])
+        return None if row is None else _loaded_path(row["rel_path"])
 
     def entries(self, job_id: int, state: str | None = None) -> Iterator[LedgerEntry]:
         """The job's rows (optionally only those in ``state``), ordered by relative path."""
@@ -205,7 +220,13 @@ class JobLedger:
                    ON CONFLICT (job_id, rel_path) DO UPDATE SET
                        external_image_id = excluded.external_image_id, sha256 = excluded.sha256,
                        state = 'pending', replaced_face_ids = excluded.replaced_face_ids""",
-                (job_id, w.rel_path, w.external_image_id, w.sha256, json.dumps(list(w.replaced_face_ids))),
+                (
+                    job_id,
+                    _stored_path(w.rel_path),
+                    w.external_image_id,
+                    w.sha256,
+                    json.dumps(list(w.replaced_face_ids)),
+                ),
             )
             for w in writes
         )
@@ -223,7 +244,7 @@ class JobLedger:
                        replaced_face_ids = '[]', result = excluded.result""",
                 (
                     job_id,
-                    f.rel_path,
+                    _stored_path(f.rel_path),
                     f.external_image_id,
                     f.sha256,
                     f.state,

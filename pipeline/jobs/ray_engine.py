@@ -88,6 +88,7 @@ class RayAnalyzer:
                 cpus = local_cpus or max(2, actors * max(1, threads_per_actor))
                 ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         self.batch_size = max(1, batch_size)
+        self.max_image_bytes = max_image_bytes
         threads = max(1, threads_per_actor)
         actor_settings = replace(settings, threads=threads)
         remote_actor = ray.remote(_FaceActor).options(
@@ -101,7 +102,9 @@ class RayAnalyzer:
     def run(self, tasks: Iterable[FileTask]) -> Iterator[list[FileOutcome]]:
         """Ordered batches of outcomes; at most two batches per actor are in flight."""
         window = 2 * self.batch_size + 4
-        read = ordered_window(lambda task: self._readers.submit(read_task, task), tasks, window)
+        read = ordered_window(
+            lambda task: self._readers.submit(read_task, task, self.max_image_bytes), tasks, window
+        )
         in_flight: deque[tuple[list[FileOutcome], list[FileOutcome], Any]] = deque()
         next_actor = 0
         for batch in batched(read, self.batch_size):

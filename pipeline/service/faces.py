@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.errors import InvalidParameterException
+from pipeline.errors import InvalidPaginationTokenException, InvalidParameterException
 from pipeline.service.analysis import check_attributes, face_detail
 from pipeline.service.common import decode_token, encode_token, face_to_api, operation
 from pipeline.service.images import image_bytes
@@ -197,7 +197,12 @@ def list_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
         coll = tx.collection(params["CollectionId"])
         after = 0
         if params.get("NextToken"):
-            after = int(decode_token(params["NextToken"], "ListFaces", coll.id))
+            key = decode_token(params["NextToken"], "ListFaces", coll.id)
+            if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key < 2**63:
+                raise InvalidPaginationTokenException(
+                    f"Invalid pagination token: {params['NextToken'][:64]!r}"
+                )
+            after = key
         if params.get("UserId") is not None:
             tx.user(coll, params["UserId"])
         rows = tx.list_faces(

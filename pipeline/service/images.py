@@ -19,6 +19,20 @@ def _too_large(size: int, limit: int) -> ImageTooLargeException:
     return ImageTooLargeException(f"Image size {size} bytes exceeds the limit of {limit} bytes")
 
 
+def _blob(value: Any, field: str) -> bytes:
+    """Bytes as botocore takes a blob: bytes-like, a str (sent as UTF-8) or a readable file object."""
+    if hasattr(value, "read"):
+        value = value.read()
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidParameterException(f"{field}.Bytes must be bytes or valid Unicode text") from None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise InvalidParameterException(f"{field}.Bytes must be bytes; got {type(value).__name__}")
+
+
 def image_bytes(settings: Settings, image: dict[str, Any], field: str = "Image") -> bytes:
     """The bytes of an Image parameter (exactly one of Bytes and S3Object)."""
     has_bytes = image.get("Bytes") is not None
@@ -26,7 +40,7 @@ def image_bytes(settings: Settings, image: dict[str, Any], field: str = "Image")
     if has_bytes == has_s3:
         raise InvalidParameterException(f"{field} must have exactly one of Bytes and S3Object")
     if has_bytes:
-        data = bytes(image["Bytes"])
+        data = _blob(image["Bytes"], field)
         if len(data) > settings.max_image_bytes:
             raise _too_large(len(data), settings.max_image_bytes)
         return data

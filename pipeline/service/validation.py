@@ -10,6 +10,7 @@ InvalidParameterException with a message in AWS's words, naming each field and r
 from __future__ import annotations
 
 import math
+from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any
 
@@ -86,8 +87,9 @@ def _constraint_errors(shape: Shape, value: Any, path: str, errors: list[str]) -
         if shape.enum and value not in shape.enum:
             fail(f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
         return
-    if type_name in ("integer", "long", "float", "double") and isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
+    if type_name in ("integer", "long", "float", "double") and isinstance(value, int | float | Decimal):
+        finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+        if not finite:
             fail("Member must be a finite number")
             return
         if "max" in meta and value > meta["max"]:
@@ -109,11 +111,16 @@ def validate_request(operation: OperationModel, params: dict[str, Any]) -> None:
         if params:
             raise InvalidParameterException(f"{operation.name} takes no parameters")
         return
-    report = ParamValidator().validate(params, shape)
-    if report.has_errors():
+    try:
+        report = ParamValidator().validate(params, shape)
+    except InvalidOperation:  # botocore's range check compares a Decimal NaN: reported below
+        report = None
+    if report is not None and report.has_errors():
         raise InvalidParameterException(report.generate_report())
     errors: list[str] = []
     _constraint_errors(shape, params, "", errors)
+    if report is None and not errors:
+        raise InvalidParameterException("The request holds a number that is not finite")
     if errors:
         count = len(errors)
         noun = "error" if count == 1 else "errors"

@@ -542,10 +542,12 @@ class Database:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield Tx(conn, writable=True)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # also when COMMIT itself fails (disk full, I/O error): leave no transaction open
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close every connection this object opened."""

@@ -143,14 +143,19 @@ class IndexSet:
     def _catch_up(self, tx: Tx, coll: CollectionRow, idx: CollectionIndex) -> None:
         added: dict[int, np.ndarray] = {}
         removed: list[int] = []
+        never_held: set[int] = set()  # added and already deleted in this snapshot: not in the index
         last = idx.applied_seq
         for seq, label, was_added, blob in tx.changes_since(coll, idx.applied_seq):
             last = seq
             if was_added:
                 if blob is not None:
                     added[label] = blob_to_vector(blob)
+                else:
+                    never_held.add(label)
             elif label in added:
                 del added[label]
+            elif label in never_held:
+                never_held.discard(label)
             else:
                 removed.append(label)
         if removed:
@@ -224,13 +229,13 @@ class IndexSet:
             start = len(_MAGIC) + 8
             header = json.loads(data[start : start + size])
             index = faiss.deserialize_index(np.frombuffer(data[start + size :], dtype=np.uint8))
-        except (OSError, ValueError, RuntimeError, struct.error):
+            kind, dim, applied_seq = str(header["kind"]), int(header["dim"]), int(header["applied_seq"])
+            removed = {int(label) for label in header["removed"]}
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, struct.error):
+            return None  # unreadable or tampered: rebuilt from SQLite instead
+        if kind != "pq" or dim != coll.dim or not floor <= applied_seq <= head:
             return None
-        if header["dim"] != coll.dim or not floor <= header["applied_seq"] <= head:
-            return None
-        return CollectionIndex(
-            coll.id, coll.dim, header["kind"], index, header["applied_seq"], set(header["removed"])
-        )
+        return CollectionIndex(coll.id, coll.dim, kind, index, applied_seq, removed)
 
     def save_all(self) -> None:
         """Write every quantized index to disk (for a fast open next time)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from conftest import BROKEN_FILES
 
 import pipeline.service.faces as service_faces
+from pipeline.errors import ResourceInUseException
 from pipeline.jobs.analyzers import LocalAnalyzer
 from pipeline.jobs.index_folder import IndexOptions, index_folder
 from pipeline.jobs.ledger import JobLedger
@@ -161,3 +163,64 @@ def test_recreated_collection_is_indexed_again(
     summary, _ = run_job(fp, ledger, photo_folder, tmp_path / "r2.jsonl")
     assert summary["Indexed"] == 3 and summary["Skipped"] == 0
     assert sum(len(v) for v in faces_by_image(fp).values()) == 8
+
+
+def test_non_utf8_file_name_is_indexed_and_resumed(
+    fp: FacePipe, ledger: JobLedger, tmp_path: Path, sample_images: Path
+) -> None:
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")  # not valid UTF-8: held with a surrogate escape
+    shutil.copy(sample_images / "Tom_Hanks_54745.png", folder / name)
+    summary, lines = run_job(fp, ledger, folder, tmp_path / "first.jsonl")
+    assert summary["Indexed"] == 1 and lines[0]["Path"] == name
+    assert lines[0]["ExternalImageId"] == "caf_.png"
+    again, _ = run_job(fp, ledger, folder, tmp_path / "second.jsonl")
+    assert again["Skipped"] == 1 and again["Indexed"] == 0
+
+
+def test_oversized_file_is_reported_without_being_read_whole(
+    fp: FacePipe, ledger: JobLedger, tmp_path: Path, sample_images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "big"
+    folder.mkdir()
+    data = (sample_images / "t1.jpg").read_bytes()
+    (folder / "huge.jpg").write_bytes(data + b"\0" * 4096)
+    read_whole = Path.read_bytes
+
+    def refuse_whole_reads(path: Path) -> bytes:
+        assert path.name != "huge.jpg", "the oversized file was read whole"
+        return read_whole(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse_whole_reads)
+    analyzer = LocalAnalyzer(fp.engine, batch_size=2, max_image_bytes=len(data))
+    try:
+        with (tmp_path / "r.jsonl").open("w") as out:
+            summary = index_folder(
+                fp, ledger, "photos", folder, analyzer, report=out, progress_stream=None
+            ).to_json()
+    finally:
+        analyzer.close()
+    line = json.loads((tmp_path / "r.jsonl").read_text())
+    assert summary["Failed"] == 1
+    assert line["Error"]["Code"] == "ImageTooLargeException"
+
+
+def test_second_run_on_the_same_folder_and_collection_is_refused_while_one_runs(
+    fp: FacePipe, ledger: JobLedger, photo_folder: Path, tmp_path: Path
+) -> None:
+    seen: list[str] = []
+
+    class SecondRunInside(LocalAnalyzer):
+        def run(self, tasks: Any) -> Any:
+            with JobLedger(ledger.path) as other_ledger, pytest.raises(ResourceInUseException) as refused:
+                index_folder(fp, other_ledger, "photos", photo_folder, self, progress_stream=None)
+            seen.append(str(refused.value))
+            return super().run(tasks)
+
+    analyzer = SecondRunInside(fp.engine, batch_size=2, max_image_bytes=15 * 2**20)
+    summary = index_folder(fp, ledger, "photos", photo_folder, analyzer, progress_stream=None).to_json()
+    assert seen and "another run" in seen[0]
+    assert summary["Indexed"] == 3 and summary["Failed"] == len(BROKEN_FILES)
+    again, _ = run_job(fp, ledger, photo_folder, tmp_path / "after.jsonl")
+    assert again["Skipped"] == 3

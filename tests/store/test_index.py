@@ -95,3 +95,41 @@ def test_new_index_kinds_answer_like_exact_search() -> None:
         new_index("ivf", 16)
     with pytest.raises(ValueError, match="training"):
         new_index("pq", 16)
+
+
+def test_quantized_index_counts_only_faces_it_holds(tmp_path: Path) -> None:
+    """A face added and deleted between two searches never entered the index: not counted as removed."""
+    rng = np.random.default_rng(2)
+    store = Store(tmp_path, ann_threshold=100)
+    add_faces(store, unit_rows(rng, 300))
+    with store.read() as tx:
+        coll = tx.collection("c")
+    assert store.index_of(coll).kind == "pq"
+    transient = add_faces(store, unit_rows(rng, 50))
+    with store.write() as tx:
+        tx.delete_faces(coll, transient)
+    index = store.index_of(coll)
+    assert index.live_count == 300
+    assert not index.removed
+    store.close()
+
+
+def test_damaged_saved_index_is_rebuilt_from_sqlite(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    store = Store(tmp_path, ann_threshold=100)
+    vectors = unit_rows(rng, 200)
+    labels = add_faces(store, vectors)
+    with store.read() as tx:
+        coll = tx.collection("c")
+    store.index_of(coll)
+    store.close()  # saves the quantized index
+    (saved,) = (tmp_path / "indexes").glob("*.faiss")
+    data = saved.read_bytes()
+    # same magic and layout, but a header without its keys (a tampered or foreign file)
+    saved.write_bytes(
+        data[:6] + (2).to_bytes(8, "little") + b"{}" + data[6 + 8 + int.from_bytes(data[6:14], "little") :]
+    )
+    reopened = Store(tmp_path, ann_threshold=100)
+    assert reopened.search(coll, vectors[7], 1, -1.0)[0][0] == labels[7]
+    assert reopened.index_of(coll).live_count == 200
+    reopened.close()
