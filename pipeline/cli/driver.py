@@ -97,6 +97,14 @@ def run_operation(argv: Sequence[str], operations: Mapping[str, str], data_dir: 
         if not configured:
             session.set_config_variable("region", DEFAULT_REGION)
 
+    create_main_parser = driver._create_parser
+
+    def create_facepipe_parser(command_table: dict[str, Any]) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = create_main_parser(command_table)
+        parser.prog = PROG  # the driver names its global-option parser "aws"
+        return parser
+
+    driver._create_parser = create_facepipe_parser
     session.register(f"building-command-table.{SERVICE}", keep_implemented)
     session.register("top-level-args-parsed", choose_mode)
     session.register("session-initialized", default_region)

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -115,6 +115,9 @@ def create_app(
                 ),
                 request_id,
             )
+        except ClientDisconnect:
+            gone = SerializationException("The client closed the connection before sending the whole body.")
+            answer = error_response(gone, request_id)
         except RekognitionError as error:
             answer = error_response(error, request_id)
         except Exception:

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-clock-skew-s",
         type=float,
-        help=f"largest accepted X-Amz-Date offset, also the replay window (default {DEFAULT_MAX_SKEW_S:g} s)",
+        help=f"largest accepted X-Amz-Date offset (default {DEFAULT_MAX_SKEW_S:g} s); a signature is accepted again only within 5 s of its first use",
     )
     parser.add_argument(
         "--graceful-timeout-s",

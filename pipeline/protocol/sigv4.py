@@ -229,7 +229,7 @@ class SigV4Verifier:
         )
         key = signing_key(secret, scope_date, region, service)
         expected = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature):
+        if not hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8")):
             raise InvalidSignatureException(
                 "The request signature we calculated does not match the signature you provided. "
                 "Check your AWS Secret Access Key and signing method."

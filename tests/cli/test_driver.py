@@ -110,7 +110,7 @@ def test_bad_choice_for_a_global_option_is_a_usage_error(facepipe: Runner, aws: 
     ours = facepipe("list-collections", "--output", "yaml")
     theirs = aws("list-collections", "--output", "yaml")
     assert ours.status == theirs.status == 2
-    assert "argument --output: Invalid choice" in ours.stderr
+    assert "facepipe: error: argument --output: Invalid choice" in ours.stderr
 
 
 def test_unimplemented_rekognition_operation_is_a_usage_error(facepipe: Runner) -> None:

@@ -273,3 +273,24 @@ def test_fuzzed_requests_never_5xx_and_leave_the_store_unchanged(open_server: Li
     assert max(statuses) < 500
     assert open_server.service.collections == before
     assert statuses.count(200) < len(statuses)
+
+
+def test_client_leaving_mid_body_is_no_internal_error(
+    open_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(open_server.url)
+    with caplog.at_level(logging.INFO, logger="pipeline.protocol"):
+        with socket.create_connection((parts.hostname, parts.port)) as sock:
+            head = "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: RekognitionService.ListCollections\r\n"
+            sock.sendall(f"{head}Content-Length: 1000\r\n\r\n{{".encode())
+            time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while not any(r.name == "pipeline.protocol.access" for r in caplog.records):
+            assert time.monotonic() < deadline, "the abandoned request was never logged"
+            time.sleep(0.05)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pipeline.protocol.access"]
+    assert lines[0]["status"] < 500

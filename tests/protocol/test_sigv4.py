@@ -170,3 +170,14 @@ def test_declared_payload_hash_must_match_the_body() -> None:
         headers = [*request.headers, ("X-Amz-Content-SHA256", declared)]
         with pytest.raises(InvalidSignatureException, match="X-Amz-Content-SHA256"):
             verifier().verify(SignedRequest("POST", "/", "", headers, request.body))
+
+
+def test_non_ascii_signature_is_an_invalid_signature() -> None:
+    request = sign()
+    headers = [
+        (name, value.rsplit("Signature=", 1)[0] + "Signature=\xe9\xe9" if name == "Authorization" else value)
+        for name, value in request.headers
+    ]
+    forged = SignedRequest(request.method, request.path, request.query, headers, request.body)
+    with pytest.raises(InvalidSignatureException, match="does not match"):
+        verifier().verify(forged)
