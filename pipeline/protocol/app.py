@@ -107,7 +107,9 @@ def create_app(
                     headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
                     body=body,
                 )
-                access_key = verifier.verify(signed).access_key_id
+                # hashing the body (up to the cap) off the event loop, like the service call
+                verified = await asyncio.get_running_loop().run_in_executor(executor, verifier.verify, signed)
+                access_key = verified.access_key_id
         except _BodyTooLarge:
             answer = error_response(
                 RequestEntityTooLargeException(
