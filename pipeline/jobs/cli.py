@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipeline.cli.arguments import int_at_least
 from pipeline.config import Settings
 from pipeline.errors import InvalidParameterException, RekognitionError
 from pipeline.jobs.analyzers import MODEL_CHUNK_IMAGES, Analyzer, LocalAnalyzer, engine_threads
@@ -53,11 +54,7 @@ DEFAULT_RAY_ACTORS = 2
 """Model actors of the Ray engine."""
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+_positive_int = int_at_least(1)
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli.arguments import int_at_least
 from pipeline.cli.bench.context import BenchContext
 from pipeline.cli.bench.machine import choose_provider, machine_info, ort_available_providers
 from pipeline.cli.bench.report import (
@@ -81,24 +82,8 @@ def _sizes(text: str) -> tuple[str, list[int]]:
     return suite, sizes
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+_positive = int_at_least(1)
+_non_negative = int_at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
