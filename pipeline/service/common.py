@@ -84,33 +84,35 @@ def request_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def replay(tx: Tx, coll: CollectionRow, operation_name: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The stored response of an earlier call with this ClientRequestToken, or None for a new one.
-
-    The same token with a different request raises IdempotentParameterMismatchException."""
-    token = params.get("ClientRequestToken")
-    if not token:
-        return None
-    found = tx.find_token(coll, operation_name, token)
-    if found is None:
-        return None
-    stored_hash, response = found
-    if stored_hash != request_hash(params):
-        raise IdempotentParameterMismatchException(
-            f"ClientRequestToken {token} was already used with a different {operation_name} request"
-        )
-    stored: dict[str, Any] = json.loads(response)
-    return stored
-
-
-def remember(
-    tx: Tx, coll: CollectionRow, operation_name: str, params: dict[str, Any], response: dict[str, Any]
+def idempotent_write(
+    fp: FacePipe,
+    operation_name: str,
+    params: dict[str, Any],
+    work: Callable[[Tx, CollectionRow], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Store the response under the request's ClientRequestToken (if any); returns the response."""
+    """Run ``work(tx, collection)`` in one write transaction, once per ClientRequestToken.
+
+    A request carrying a token already used for ``operation_name`` in this collection gets the
+    stored response and does nothing; the same token with a different request raises
+    IdempotentParameterMismatchException. A new token is stored with the response, in the same
+    transaction as the work. Missing collection: ResourceNotFoundException.
+    """
     token = params.get("ClientRequestToken")
-    if token:
-        tx.insert_token(coll, operation_name, token, request_hash(params), json.dumps(response))
-    return response
+    with fp.store.write() as tx:
+        coll = tx.collection(params["CollectionId"])
+        found = tx.find_token(coll, operation_name, token) if token else None
+        if found is not None:
+            stored_hash, stored_response = found
+            if stored_hash != request_hash(params):
+                raise IdempotentParameterMismatchException(
+                    f"ClientRequestToken {token} was already used with a different {operation_name} request"
+                )
+            stored: dict[str, Any] = json.loads(stored_response)
+            return stored
+        response = work(tx, coll)
+        if token:
+            tx.insert_token(coll, operation_name, token, request_hash(params), json.dumps(response))
+        return response
 
 
 # shapes -----------------------------------------------------------------------------------------

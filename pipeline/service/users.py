@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import ConflictException, ServiceQuotaExceededException
-from pipeline.service.common import decode_token, encode_token, operation, remember, replay, user_status
-from pipeline.store import normalized_mean
+from pipeline.service.common import decode_token, encode_token, idempotent_write, operation, user_status
+from pipeline.store import CollectionRow, Tx, normalized_mean
 
 if TYPE_CHECKING:
     from pipeline.service import FacePipe
@@ -29,30 +29,28 @@ DEFAULT_LIST_USERS = 500
 @operation("CreateUser")
 def create_user(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """Create a user without faces (UserStatus CREATED); ConflictException if it exists."""
-    with fp.store.write() as tx:
-        coll = tx.collection(params["CollectionId"])
-        stored = replay(tx, coll, "CreateUser", params)
-        if stored is not None:
-            return stored
+
+    def work(tx: Tx, coll: CollectionRow) -> dict[str, Any]:
         if tx.find_user(coll, params["UserId"]) is not None:
             raise ConflictException(
                 f"The user id: {params['UserId']} already exists in collection {coll.name}"
             )
         tx.insert_user(coll, params["UserId"])
-        return remember(tx, coll, "CreateUser", params, {})
+        return {}
+
+    return idempotent_write(fp, "CreateUser", params, work)
 
 
 @operation("DeleteUser")
 def delete_user(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """Disassociate the user's faces (they stay in the collection) and delete the user."""
-    with fp.store.write() as tx:
-        coll = tx.collection(params["CollectionId"])
-        stored = replay(tx, coll, "DeleteUser", params)
-        if stored is not None:
-            return stored
+
+    def work(tx: Tx, coll: CollectionRow) -> dict[str, Any]:
         tx.user(coll, params["UserId"])
         tx.delete_user(coll, params["UserId"])
-        return remember(tx, coll, "DeleteUser", params, {})
+        return {}
+
+    return idempotent_write(fp, "DeleteUser", params, work)
 
 
 @operation("ListUsers")
@@ -81,11 +79,8 @@ def associate_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     threshold = float(params.get("UserMatchThreshold", DEFAULT_USER_MATCH_THRESHOLD))
     requested = list(dict.fromkeys(params["FaceIds"]))
     engine = fp.engine
-    with fp.store.write() as tx:
-        coll = tx.collection(params["CollectionId"])
-        stored = replay(tx, coll, "AssociateFaces", params)
-        if stored is not None:
-            return stored
+
+    def work(tx: Tx, coll: CollectionRow) -> dict[str, Any]:
         user = tx.user(coll, user_id)
         if user.face_count >= MAX_FACES_PER_USER:
             raise ServiceQuotaExceededException(
@@ -133,7 +128,9 @@ def associate_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
             "UnsuccessfulFaceAssociations": [failures[f] for f in requested if f in failures],
             "UserStatus": user_status(count),
         }
-        return remember(tx, coll, "AssociateFaces", params, response)
+        return response
+
+    return idempotent_write(fp, "AssociateFaces", params, work)
 
 
 def _failure(face_id: str, user_id: str, reasons: list[str], confidence: float | None) -> dict[str, Any]:
@@ -150,11 +147,8 @@ def disassociate_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     ids are FACE_NOT_FOUND; faces of the collection that belong to no user are ignored."""
     user_id = params["UserId"]
     requested = list(dict.fromkeys(params["FaceIds"]))
-    with fp.store.write() as tx:
-        coll = tx.collection(params["CollectionId"])
-        stored = replay(tx, coll, "DisassociateFaces", params)
-        if stored is not None:
-            return stored
+
+    def work(tx: Tx, coll: CollectionRow) -> dict[str, Any]:
         user = tx.user(coll, user_id)
         found = tx.faces_by_id(coll, requested)
         done: list[str] = []
@@ -176,4 +170,6 @@ def disassociate_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
             "UnsuccessfulFaceDisassociations": failures,
             "UserStatus": user_status(count),
         }
-        return remember(tx, coll, "DisassociateFaces", params, response)
+        return response
+
+    return idempotent_write(fp, "DisassociateFaces", params, work)
