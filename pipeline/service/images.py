@@ -8,6 +8,7 @@ limited to ``settings.max_s3_image_bytes``; ``Version`` is ignored.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,19 @@ def _read_local(root: Path, bucket: str, name: str, limit: int) -> bytes:
     return path.read_bytes()
 
 
-def _read_endpoint(endpoint_url: str, bucket: str, name: str, limit: int) -> bytes:
+@cache
+def _s3_client(endpoint_url: str) -> Any:
+    """One S3 client per endpoint for the process (boto3 clients are thread-safe; creating one
+    costs tens of milliseconds, too much for every request)."""
     import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint_url)
+
+
+def _read_endpoint(endpoint_url: str, bucket: str, name: str, limit: int) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.client("s3", endpoint_url=endpoint_url)
+    client = _s3_client(endpoint_url)
     try:
         obj = client.get_object(Bucket=bucket, Key=name)
         size = int(obj.get("ContentLength") or 0)
