@@ -72,3 +72,18 @@ class OnnxEmbedder:
                 chunk = (chunk - self.mean) / self.std
             out.append(self.session.run(None, {self.input_name: np.ascontiguousarray(chunk)})[0])
         return l2_normalise(np.concatenate(out).astype(np.float32))
+
+
+class FlipAveragedEmbedder:
+    """Wraps an embedder: each face's vector is the normalised mean of the vectors of its aligned
+    crop and of the crop's horizontal mirror (test-time augmentation; twice the embedding work)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.embedding_dim = inner.embedding_dim
+
+    def embed(self, crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """(N, 112, 112, 3) BGR uint8 aligned crops -> (N, D) unit vectors, flip-averaged."""
+        check_crops(crops)
+        mirrored = np.ascontiguousarray(crops[:, :, ::-1])
+        return l2_normalise(self.inner.embed(crops) + self.inner.embed(mirrored))
