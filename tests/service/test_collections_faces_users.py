@@ -225,8 +225,8 @@ def test_errors_and_validation(fp: FacePipe) -> None:
         ("CreateCollection", {"CollectionId": "a" * 256}, "less than or equal to 255"),
         ("IndexFaces", {"CollectionId": "c", "Image": {"Bytes": b"x"}, "QualityFilter": "SOMETIMES"}, "enum"),
         ("ListUsers", {"CollectionId": "c", "MaxResults": 501}, "maxResults"),
-        ("CreateCollection", {}, "CollectionId"),
-        ("CreateCollection", {"CollectionId": 5}, "CollectionId"),
+        ("CreateCollection", {}, "Value null at 'collectionId'"),
+        ("CreateCollection", {"CollectionId": 5}, "Value '5' at 'collectionId'"),
         ("ListCollections", {"Bogus": 1}, "Bogus"),
     ]
     for operation, params, needle in cases:

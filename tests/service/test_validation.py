@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+import time
 from decimal import Decimal
 
 import pytest
@@ -11,8 +13,16 @@ from pipeline.errors import InvalidPaginationTokenException, InvalidParameterExc
 from pipeline.service import FacePipe
 from pipeline.service.common import encode_token
 from pipeline.service.images import image_bytes
+from pipeline.service.validation import MAX_REPORTED, show_value
 
 FACE_ID = "11111111-1111-1111-1111-111111111111"
+
+PYTHON_REPRS = re.compile(r"b'|b\"|<class |object at 0x|<_io\.|Traceback|\\x[0-9a-f]{2}")
+
+
+def assert_no_python_repr(message: str) -> None:
+    """Error messages speak AWS, not Python: no bytes literals, class names or object addresses."""
+    assert not PYTHON_REPRS.search(message), message
 
 
 @pytest.mark.parametrize("threshold", [float("nan"), float("inf"), float("-inf")])
@@ -70,3 +80,73 @@ def test_forged_list_faces_token_is_invalid_pagination_token(fp: FacePipe, key: 
     token = encode_token("ListFaces", scope, key)  # type: ignore[arg-type]
     with pytest.raises(InvalidPaginationTokenException):
         fp.call("ListFaces", {"CollectionId": "c", "NextToken": token})
+
+
+def test_a_million_face_ids_are_refused_at_once_with_a_short_message(fp: FacePipe) -> None:
+    fp.call("CreateCollection", {"CollectionId": "c"})
+    started = time.perf_counter()
+    with pytest.raises(InvalidParameterException) as caught:
+        fp.call("DeleteFaces", {"CollectionId": "c", "FaceIds": [FACE_ID] * 1_000_000})
+    assert time.perf_counter() - started < 1.0
+    message = caught.value.message
+    assert message.startswith("1 validation error detected: Value '[")
+    assert message.endswith(
+        "at 'faceIds' failed to satisfy constraint: Member must have length less than or equal to 4096"
+    )
+    assert len(message) < 500
+
+
+def test_many_violations_are_counted_not_all_spelled_out(fp: FacePipe) -> None:
+    fp.call("CreateCollection", {"CollectionId": "c"})
+    with pytest.raises(InvalidParameterException) as caught:
+        fp.call("DeleteFaces", {"CollectionId": "c", "FaceIds": ["bad"] * 4000})
+    message = caught.value.message
+    assert message.startswith("4000 validation errors detected: Value 'bad' at 'faceIds.1.member' failed")
+    assert message.endswith(f"; ... and {4000 - MAX_REPORTED} more")
+    assert message.count("failed to satisfy constraint") == MAX_REPORTED
+
+
+@pytest.mark.parametrize(
+    ("operation", "params", "expected"),
+    [
+        (
+            "DetectFaces",
+            {"Image": {"Bytes": b""}},
+            "Value '' at 'image.bytes' failed to satisfy constraint: Member must have length greater than or equal to 1",
+        ),
+        (
+            "DetectFaces",
+            {"Image": {"Bytes": 12}},
+            "Value '12' at 'image.bytes' failed to satisfy constraint: Member must be of type binary data",
+        ),
+        (
+            "CreateCollection",
+            {},
+            "Value null at 'collectionId' failed to satisfy constraint: Member must not be null",
+        ),
+        (
+            "DeleteFaces",
+            {"CollectionId": "c", "FaceIds": [1, True]},
+            "Value '1' at 'faceIds.1.member' failed to satisfy constraint: Member must be of type string; "
+            "Value 'true' at 'faceIds.2.member'",
+        ),
+    ],
+)
+def test_messages_show_values_as_aws_does_never_python_reprs(
+    fp: FacePipe, operation: str, params: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(InvalidParameterException) as caught:
+        fp.call(operation, params)
+    assert expected in caught.value.message
+    assert_no_python_repr(caught.value.message)
+
+
+def test_show_value_renders_only_what_it_shows() -> None:
+    assert show_value(b"") == ""
+    assert show_value(None) == "null"
+    assert show_value({"k": [1, "a"]}) == "{k=[1, a]}"
+    huge = ["x" * 10] * 1_000_000
+    started = time.perf_counter()
+    shown = show_value(huge)
+    assert time.perf_counter() - started < 0.05
+    assert shown.endswith("...") and len(shown) <= 203
