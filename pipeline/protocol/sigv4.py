@@ -3,12 +3,19 @@
 A request is accepted when its ``Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=...,
 Signature=...`` header carries a signature that the configured secret for its access key id
 reproduces, its ``X-Amz-Date`` is within the clock-skew limit of the server's clock (AWS uses 5
-minutes), and its signature was first seen at most a few seconds ago (replay limit, see
-:class:`ReplayGuard`).
+minutes), its SignedHeaders cover what the request does (``content-type``, ``host``,
+``x-amz-date`` and ``x-amz-target``, as every AWS SDK signs them), and its signature has not been
+accepted before (replay guard, see :class:`ReplayGuard`).
+
+Verification has two steps, so that a request that cannot be valid costs almost nothing:
+:meth:`SigV4Verifier.check_headers` checks everything the headers alone decide (header present
+and well formed, known access key, credential scope, SignedHeaders, date) before the server reads
+the body; :meth:`SigV4Verifier.verify_signature` then hashes the body and checks the signature.
 
 Errors, as AWS answers them: no Authorization header -> MissingAuthenticationTokenException;
-unknown access key id -> UnrecognizedClientException; wrong signature, malformed header or an
-expired/future date -> InvalidSignatureException.
+unknown access key id -> UnrecognizedClientException; wrong signature, malformed header, missing
+signed headers or an expired/future date -> InvalidSignatureException; a signature already
+accepted, or a full replay guard -> ThrottlingException (retryable: an SDK signs its retry anew).
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ import hmac
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +33,7 @@ from urllib.parse import quote, unquote
 from pipeline.errors import (
     InvalidSignatureException,
     MissingAuthenticationTokenException,
+    ThrottlingException,
     UnrecognizedClientException,
 )
 
@@ -34,11 +41,20 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 DEFAULT_MAX_SKEW_S = 300.0
 """Largest accepted difference between a request's X-Amz-Date and the server clock (seconds)."""
 
-DEFAULT_REPLAY_WINDOW_S = 5.0
-"""How long after its first use the same signature is still accepted (seconds)."""
+DEFAULT_REPLAY_CACHE_ENTRIES = 1_000_000
+"""Signatures the replay guard remembers at most (about 120 MB); beyond it requests are throttled."""
+
+REQUIRED_SIGNED_HEADERS = ("content-type", "host", "x-amz-date", "x-amz-target")
+"""Headers every accepted signature must cover (all AWS SDKs and the AWS CLI sign them)."""
+
+REPLAY_RETRY_DELAY_S = 1.0
+"""How long the server waits before refusing a repeated signature: X-Amz-Date has one-second
+resolution, so a client's retry signed after the answer carries a new date, hence a new signature."""
 
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _SPACES = re.compile(r"\s+")
+_REGION = re.compile(r"[a-z0-9-]{1,64}")
+_SCOPE_DATE = re.compile(r"[0-9]{8}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,33 @@ class Identity:
 
     access_key_id: str
     region: str
+
+
+@dataclass(frozen=True)
+class SignatureClaim:
+    """What a request's headers claim, checked by :meth:`SigV4Verifier.check_headers`.
+
+    signed_at: the X-Amz-Date as seconds since the epoch; signature: 64 lower-case hex digits.
+    """
+
+    access_key_id: str
+    scope_date: str
+    region: str
+    service: str
+    signed_headers: tuple[str, ...]
+    signature: str
+    amz_date: str
+    signed_at: float
+
+
+class ReplayedSignatureError(ThrottlingException):
+    """A signature that was already accepted: answer after ``retry_after_s`` seconds, so that the
+    client's retry is signed at a later second (hence differently)."""
+
+    retry_after_s = REPLAY_RETRY_DELAY_S
+
+
+ReplayedSignatureError.code = ThrottlingException.code  # answered as the retryable ThrottlingException
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -125,50 +168,76 @@ def _parse_authorization(value: str) -> tuple[str, list[str], str]:
     missing = [name for name in ("Credential", "SignedHeaders", "Signature") if name not in fields]
     if missing:
         raise InvalidSignatureException(
-            f"Authorization header is missing {', '.join(missing)}; expected "
-            f"'{ALGORITHM} Credential=..., SignedHeaders=..., Signature=...'."
+            " ".join(f"Authorization header requires '{name}' parameter." for name in missing)
+            + f" Expected '{ALGORITHM} Credential=..., SignedHeaders=..., Signature=...'."
         )
     signed = fields["SignedHeaders"].lower().split(";")
     return fields["Credential"], signed, fields["Signature"].lower()
 
 
 class ReplayGuard:
-    """Limits how long one signature stays usable after the server first saw it. Thread-safe.
+    """Remembers every accepted signature until its X-Amz-Date leaves the clock-skew window. Thread-safe.
 
-    A signature is accepted the first time and again only within ``window_s`` seconds of that
-    first sighting (server clock): identical calls a client signs within one second carry identical
-    signatures, while a request captured and replayed later is refused. Signatures are remembered
-    until ``expires`` (when the date check would refuse them anyway); beyond ``max_entries`` the
-    oldest are forgotten first.
+    A signature is accepted once: while its date could still pass the date check, the same
+    signature again is a replay. Memory is bounded by time (an entry is dropped when the date check
+    would refuse the signature anyway, at most twice the skew after it was accepted) and by
+    ``max_entries``: when that many signatures are live, :meth:`accept` answers "full" instead of
+    forgetting any. Each entry costs about :data:`BYTES_PER_ENTRY` bytes.
     """
 
-    def __init__(self, window_s: float = DEFAULT_REPLAY_WINDOW_S, max_entries: int = 200_000) -> None:
-        self.window_s = window_s
+    BYTES_PER_ENTRY = 120
+    """Measured with tracemalloc: a 32-byte digest object, its set slot and its expiry-bucket slot."""
+
+    def __init__(self, max_entries: int = DEFAULT_REPLAY_CACHE_ENTRIES) -> None:
+        if max_entries < 1:
+            raise ValueError("the replay guard needs room for at least one signature")
         self.max_entries = max_entries
-        self._first_seen: dict[str, float] = {}
-        self._order: deque[tuple[float, str]] = deque()
+        self._seen: set[bytes] = set()
+        self._expiring: dict[int, list[bytes]] = {}
+        """Whole second at which entries leave the window -> their digests."""
+        self._purged_until = -1
         self._lock = threading.Lock()
 
-    def accept(self, signature: str, expires: float, now: float) -> bool:
-        """True when ``signature`` is new or was first seen at most ``window_s`` seconds before ``now``."""
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def accept(self, signature: bytes, expires_at: float, now: float) -> str:
+        """Record ``signature`` (a digest) valid until ``expires_at`` (epoch s) at time ``now``.
+
+        Returns "new" (accepted and remembered), "seen" (a replay) or "full" (not remembered:
+        max_entries live signatures already).
+        """
         with self._lock:
-            while self._order and (self._order[0][0] <= now or len(self._order) >= self.max_entries):
-                _, old = self._order.popleft()
-                self._first_seen.pop(old, None)
-            first = self._first_seen.get(signature)
-            if first is None:
-                self._first_seen[signature] = now
-                self._order.append((expires, signature))
-                return True
-            return now - first <= self.window_s
+            self._purge(now)
+            if signature in self._seen:
+                return "seen"
+            if len(self._seen) >= self.max_entries:
+                return "full"
+            self._seen.add(signature)
+            # dropped after the whole second at or after expires_at: never before it expires
+            self._expiring.setdefault(int(expires_at) + 1, []).append(signature)
+            return "new"
+
+    def _purge(self, now: float) -> None:
+        second = int(now)
+        if second <= self._purged_until or not self._expiring:
+            self._purged_until = max(self._purged_until, second)
+            return
+        if second - self._purged_until > len(self._expiring):
+            due = [s for s in self._expiring if s <= second]
+        else:
+            due = [s for s in range(self._purged_until + 1, second + 1) if s in self._expiring]
+        for key in due:
+            self._seen.difference_update(self._expiring.pop(key))
+        self._purged_until = second
 
 
 class SigV4Verifier:
     """Verifies SigV4-signed requests against access key id -> secret credentials.
 
     credentials: access key id -> secret access key; service: the signing name clients use
-    ("rekognition"); max_skew_s: the clock-skew limit (seconds); replay_window_s: how long a
-    signature stays usable after its first use (seconds); clock: seconds since the epoch (injected in tests).
+    ("rekognition"); max_skew_s: the clock-skew limit (seconds); replay_cache_entries: signatures
+    remembered at most (see :class:`ReplayGuard`); clock: seconds since the epoch (injected in tests).
     """
 
     def __init__(
@@ -176,7 +245,7 @@ class SigV4Verifier:
         credentials: Mapping[str, str],
         service: str = "rekognition",
         max_skew_s: float = DEFAULT_MAX_SKEW_S,
-        replay_window_s: float = DEFAULT_REPLAY_WINDOW_S,
+        replay_cache_entries: int = DEFAULT_REPLAY_CACHE_ENTRIES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not credentials:
@@ -185,12 +254,21 @@ class SigV4Verifier:
         self.service = service
         self.max_skew_s = max_skew_s
         self._now = clock
-        self.replays = ReplayGuard(window_s=replay_window_s)
+        self.replays = ReplayGuard(max_entries=replay_cache_entries)
 
     def verify(self, request: SignedRequest) -> Identity:
         """Identity of the signer, or raise the AWS error for an unsigned/invalid/expired/replayed request."""
-        headers = {name.lower(): value for name, value in request.headers}
-        authorization = headers.get("authorization")
+        return self.verify_signature(request, self.check_headers(request.headers))
+
+    def check_headers(self, headers: Sequence[tuple[str, str]]) -> SignatureClaim:
+        """Everything the headers alone decide, without the body; raise the AWS error when it fails.
+
+        Checks: Authorization present and well formed, a known access key id, the credential scope
+        (YYYYMMDD/region/<service>/aws4_request), SignedHeaders covering
+        :data:`REQUIRED_SIGNED_HEADERS`, and X-Amz-Date within the clock-skew limit.
+        """
+        by_name = {name.lower(): value for name, value in headers}
+        authorization = by_name.get("authorization")
         if not authorization:
             raise MissingAuthenticationTokenException("Missing Authentication Token")
         credential, signed_headers, signature = _parse_authorization(authorization)
@@ -200,49 +278,85 @@ class SigV4Verifier:
                 "Credential must have the form <AccessKeyId>/<YYYYMMDD>/<region>/<service>/aws4_request."
             )
         access_key_id, scope_date, region, service, _ = parts
-        secret = self.credentials.get(access_key_id)
-        if secret is None:
+        if access_key_id not in self.credentials:
             raise UnrecognizedClientException("The security token included in the request is invalid.")
         if service != self.service:
             raise InvalidSignatureException(
                 f"Credential should be scoped to correct service: '{self.service}'."
             )
-        if "host" not in signed_headers:
-            raise InvalidSignatureException("The host header must be signed (SignedHeaders lacks 'host').")
-        amz_date = headers.get("x-amz-date")
+        if not _REGION.fullmatch(region):
+            raise InvalidSignatureException("Credential should be scoped to a valid region.")
+        if not _SCOPE_DATE.fullmatch(scope_date):
+            raise InvalidSignatureException(
+                f"Date {scope_date[:20]!r} in Credential scope is not in the form YYYYMMDD."
+            )
+        for required in REQUIRED_SIGNED_HEADERS:
+            if required not in signed_headers:
+                shown = "-".join(word.capitalize() for word in required.split("-"))
+                raise InvalidSignatureException(
+                    f"'{shown}' must be a 'SignedHeader' in the AWS Authorization "
+                    f"(SignedHeaders must include {';'.join(REQUIRED_SIGNED_HEADERS)})."
+                )
+        amz_date = by_name.get("x-amz-date")
         if amz_date is None:
             raise InvalidSignatureException(
                 "Missing X-Amz-Date header: the request must carry its signing time."
             )
-        if "x-amz-date" not in signed_headers:
-            raise InvalidSignatureException("The X-Amz-Date header must be signed.")
-        self._check_date(amz_date, scope_date)
+        signed_at = self._check_date(amz_date, scope_date)
+        return SignatureClaim(
+            access_key_id=access_key_id,
+            scope_date=scope_date,
+            region=region,
+            service=service,
+            signed_headers=tuple(signed_headers),
+            signature=signature,
+            amz_date=amz_date,
+            signed_at=signed_at,
+        )
+
+    def verify_signature(self, request: SignedRequest, claim: SignatureClaim) -> Identity:
+        """Check the body hash and the signature of a request whose headers passed check_headers.
+
+        Raises InvalidSignatureException for a wrong signature, ReplayedSignatureError (a
+        ThrottlingException) for a signature accepted before, ThrottlingException when the replay
+        guard is full.
+        """
+        by_name = {name.lower(): value for name, value in request.headers}
         payload_hash = hashlib.sha256(request.body).hexdigest()
-        declared_hash = headers.get("x-amz-content-sha256")
+        declared_hash = by_name.get("x-amz-content-sha256")
         if declared_hash is not None and declared_hash != payload_hash:
             # unsigned payloads are an S3 feature; here the body is always covered by the signature
             raise InvalidSignatureException("X-Amz-Content-SHA256 does not match the request body.")
-        canonical = canonical_request(request, signed_headers, payload_hash)
-        scope = f"{scope_date}/{region}/{service}/aws4_request"
+        canonical = canonical_request(request, claim.signed_headers, payload_hash)
+        scope = f"{claim.scope_date}/{claim.region}/{claim.service}/aws4_request"
         string_to_sign = "\n".join(
-            [ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode("utf-8")).hexdigest()]
+            [ALGORITHM, claim.amz_date, scope, hashlib.sha256(canonical.encode("utf-8")).hexdigest()]
         )
-        key = signing_key(secret, scope_date, region, service)
+        secret = self.credentials[claim.access_key_id]
+        key = signing_key(secret, claim.scope_date, claim.region, claim.service)
         expected = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8")):
+        if not hmac.compare_digest(expected.encode("ascii"), claim.signature.encode("utf-8")):
             raise InvalidSignatureException(
                 "The request signature we calculated does not match the signature you provided. "
                 "Check your AWS Secret Access Key and signing method."
             )
-        now = self._now()
-        if not self.replays.accept(signature, expires=now + 2 * self.max_skew_s, now=now):
-            raise InvalidSignatureException(
-                f"Signature has already been used: a signed request is accepted only within "
-                f"{self.replays.window_s:g} s of its first use."
+        verdict = self.replays.accept(
+            bytes.fromhex(expected), expires_at=claim.signed_at + self.max_skew_s, now=self._now()
+        )
+        if verdict == "seen":
+            raise ReplayedSignatureError(
+                "This request's signature has already been used: a signed request is accepted once "
+                f"while its X-Amz-Date is within the {self.max_skew_s:g} s clock-skew limit. Sign the "
+                "request again (SDK retries do)."
             )
-        return Identity(access_key_id=access_key_id, region=region)
+        if verdict == "full":
+            raise ThrottlingException(
+                f"Too many signed requests: the server remembers at most {self.replays.max_entries} "
+                f"signatures from the last {2 * self.max_skew_s:g} s to refuse replays. Retry later."
+            )
+        return Identity(access_key_id=claim.access_key_id, region=claim.region)
 
-    def _check_date(self, amz_date: str, scope_date: str) -> None:
+    def _check_date(self, amz_date: str, scope_date: str) -> float:
         try:
             signed_at = datetime.strptime(amz_date, _AMZ_DATE_FORMAT).replace(tzinfo=timezone.utc)
         except ValueError:
@@ -269,3 +383,4 @@ class SigV4Verifier:
                 f"Signature not yet current: {amz_date} is still later than {limit.strftime(_AMZ_DATE_FORMAT)} "
                 f"({server.strftime(_AMZ_DATE_FORMAT)} + {minutes:g} min.)"
             )
+        return signed_s

@@ -13,9 +13,10 @@ from botocore.credentials import Credentials
 from pipeline.errors import (
     InvalidSignatureException,
     MissingAuthenticationTokenException,
+    ThrottlingException,
     UnrecognizedClientException,
 )
-from pipeline.protocol.sigv4 import ReplayGuard, SignedRequest, SigV4Verifier
+from pipeline.protocol.sigv4 import ReplayedSignatureError, ReplayGuard, SignedRequest, SigV4Verifier
 
 KEY, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 SIGNED_AT = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
@@ -136,27 +137,99 @@ def test_date_must_be_signed_and_match_scope() -> None:
         verifier().verify(SignedRequest("POST", "/", "", other_day, request.body))
 
 
-def test_signature_is_usable_only_shortly_after_its_first_use() -> None:
+def test_signature_is_accepted_once_while_its_date_is_in_the_window() -> None:
     now = [SIGNED_AT.timestamp()]
-    v = SigV4Verifier({KEY: SECRET}, replay_window_s=5, clock=lambda: now[0])
+    v = SigV4Verifier({KEY: SECRET}, clock=lambda: now[0])
     request = sign()
     v.verify(request)
-    now[0] += 4  # identical calls signed within one second arrive together: accepted
-    v.verify(request)
-    now[0] += 2  # the same request 6 s after its first use is a replay
-    with pytest.raises(InvalidSignatureException, match="already been used"):
+    for later in (0, 1, 120, 299):  # the same request again, any time its date still passes
+        now[0] = SIGNED_AT.timestamp() + later
+        with pytest.raises(ReplayedSignatureError, match="already been used") as info:
+            v.verify(request)
+        assert info.value.code == "ThrottlingException"  # retryable: an SDK signs its retry anew
+    now[0] = SIGNED_AT.timestamp() + 301  # the date has left the window: refused by the date check
+    with pytest.raises(InvalidSignatureException, match="Signature expired"):
         v.verify(request)
-    v.verify(sign(at=SIGNED_AT + dt.timedelta(seconds=6)))  # a freshly signed one is fine
+    v.verify(sign(at=SIGNED_AT + dt.timedelta(seconds=301)))  # a freshly signed one is fine
+    assert len(v.replays) == 1  # the expired signature is no longer remembered, the new one is
 
 
-def test_replay_guard_forgets_expired_and_bounds_memory() -> None:
-    guard = ReplayGuard(window_s=1, max_entries=3)
-    assert guard.accept("a", expires=10, now=0)
-    assert not guard.accept("a", expires=10, now=5)
-    assert guard.accept("a", expires=20, now=11)  # expired, so forgotten and new again
-    for sig in "bcd":
-        assert guard.accept(sig, expires=100, now=12)
-    assert len(guard._first_seen) <= 3
+def test_replay_guard_remembers_by_time_not_count() -> None:
+    """At 1,100 requests/s, the first signature is still refused after 250 s (275,000 signatures later),
+    while the guard holds only the signatures of the last window."""
+    guard = ReplayGuard(max_entries=10**6)
+    skew, rate, seconds = 300.0, 1100, 250
+    first = b"\xff" * 32
+    assert guard.accept(first, expires_at=skew, now=0) == "new"
+    for i in range(rate * seconds):
+        now = i / rate
+        assert guard.accept(i.to_bytes(32, "big"), expires_at=now + skew, now=now) == "new"
+    assert guard.accept(first, expires_at=skew, now=seconds) == "seen"
+    assert guard.accept((0).to_bytes(32, "big"), expires_at=skew, now=seconds) == "seen"
+    # past its expiry a signature is forgotten (the date check refuses it by then)
+    end = seconds + skew + 2
+    assert guard.accept(first, expires_at=end + skew, now=end) == "new"
+    assert len(guard) <= rate * 3 + 1
+
+
+def test_full_replay_guard_refuses_instead_of_forgetting() -> None:
+    guard = ReplayGuard(max_entries=3)
+    for name in (b"a", b"b", b"c"):
+        assert guard.accept(name, expires_at=10, now=0) == "new"
+    assert guard.accept(b"d", expires_at=10, now=1) == "full"
+    assert guard.accept(b"a", expires_at=10, now=1) == "seen"  # nothing was forgotten
+    assert guard.accept(b"d", expires_at=30, now=12) == "new"  # room again once a, b, c expired
+    assert len(guard) == 1
+    now = [SIGNED_AT.timestamp()]
+    v = SigV4Verifier({KEY: SECRET}, replay_cache_entries=1, clock=lambda: now[0])
+    v.verify(sign())
+    with pytest.raises(ThrottlingException, match="remembers at most 1 signatures") as info:
+        v.verify(sign(body=b'{"CollectionId": "other"}'))
+    assert not isinstance(info.value, ReplayedSignatureError)
+
+
+def sign_only(headers_signed: dict[str, str], extra: dict[str, str]) -> SignedRequest:
+    """A request signed over ``headers_signed`` (plus host and x-amz-date), ``extra`` added after signing."""
+    body = b'{"CollectionId": "c"}'
+    request = AWSRequest(method="POST", url="http://127.0.0.1:8080/", data=body, headers=headers_signed)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=SIGNED_AT.replace(tzinfo=None)):
+        SigV4Auth(Credentials(KEY, SECRET), "rekognition", "eu-west-1").add_auth(request)
+    headers = [*request.prepare().headers.items(), ("Host", "127.0.0.1:8080"), *extra.items()]
+    return SignedRequest(method="POST", path="/", query="", headers=headers, body=body)
+
+
+def test_signature_must_cover_target_and_content_type() -> None:
+    target = {"X-Amz-Target": "RekognitionService.DeleteCollection"}
+    content_type = {"Content-Type": "application/x-amz-json-1.1"}
+    for signed, unsigned, missing in (
+        ({}, {**target, **content_type}, "Content-Type"),
+        (content_type, target, "X-Amz-Target"),
+        (target, content_type, "Content-Type"),
+    ):
+        request = sign_only(signed, unsigned)
+        with pytest.raises(InvalidSignatureException, match=f"'{missing}' must be a 'SignedHeader'"):
+            verifier().check_headers(request.headers)
+        with pytest.raises(InvalidSignatureException, match="SignedHeader"):
+            verifier().verify(request)
+    assert verifier().verify(sign_only({**target, **content_type}, {})).access_key_id == KEY
+
+
+def test_headers_are_checked_without_the_body() -> None:
+    request = sign()
+    claim = verifier().check_headers(request.headers)
+    assert (claim.access_key_id, claim.region, claim.service) == (KEY, "eu-west-1", "rekognition")
+    assert claim.signed_headers == ("content-type", "host", "x-amz-date", "x-amz-target")
+    with pytest.raises(UnrecognizedClientException):
+        verifier().check_headers(sign(key="AKIDUNKNOWN").headers)
+    with pytest.raises(InvalidSignatureException, match="expired"):
+        verifier(now=SIGNED_AT + dt.timedelta(minutes=6)).check_headers(request.headers)
+    bad_region = [
+        (n, v.replace("/eu-west-1/", "/EU WEST/") if n == "Authorization" else v) for n, v in request.headers
+    ]
+    with pytest.raises(InvalidSignatureException, match="valid region"):
+        verifier().check_headers(bad_region)
+    # the signature itself needs the body: a header check passes a wrong secret
+    verifier().check_headers(sign(secret="not-the-secret").headers)
 
 
 def test_needs_credentials() -> None:
