@@ -109,6 +109,12 @@ class RequestEntityTooLargeException(RekognitionError):
     http_status = 413
 
 
+class RequestTimeoutException(RekognitionError):
+    """The client did not send the request (headers or body) within the server's time limit."""
+
+    http_status = 408
+
+
 ERRORS_BY_CODE: dict[str, type[RekognitionError]] = {
     cls.code: cls for cls in RekognitionError.__subclasses__()
 }

@@ -1,8 +1,13 @@
 """The ASGI application: Rekognition JSON 1.1 on ``POST /``, a health check on ``GET /health``.
 
-Requests are size-capped, SigV4-verified (unless auth is off), answered by
-:func:`pipeline.protocol.handler.handle_request` on a thread pool (the service's calls block), and
-logged as one JSON line each on the ``pipeline.protocol.access`` logger.
+Requests are checked in order of cost: the Host header (``allowed_hosts``), the SigV4 headers
+(:meth:`SigV4Verifier.check_headers`), the declared size, all before a byte of the body is read;
+a request refused there is answered at once and its connection closed. The body must then arrive
+within its deadline (:meth:`ConnectionLimits.body_deadline_s`), the signature is checked, and
+:func:`pipeline.protocol.handler.handle_request` answers on a thread pool (the service's calls
+block): image operations on one pool, metadata operations (no image) on another, so cheap calls
+never queue behind image work. Each request is logged as one JSON line on the
+``pipeline.protocol.access`` logger.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -23,12 +28,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pipeline.errors import (
+    AccessDeniedException,
     InternalServerError,
     RekognitionError,
     RequestEntityTooLargeException,
+    RequestTimeoutException,
     SerializationException,
     UnknownOperationException,
 )
+from pipeline.protocol.connections import ConnectionLimits
 from pipeline.protocol.handler import (
     ProtocolResponse,
     Service,
@@ -37,13 +45,57 @@ from pipeline.protocol.handler import (
     new_request_id,
     operation_from_target,
 )
-from pipeline.protocol.sigv4 import SignedRequest, SigV4Verifier
+from pipeline.protocol.sigv4 import ReplayedSignatureError, SignatureClaim, SignedRequest, SigV4Verifier
+from pipeline.service import rekognition_model
 
 access_log = logging.getLogger("pipeline.protocol.access")
 logger = logging.getLogger("pipeline.protocol")
 
 DEFAULT_THREADS = 8
-"""Requests answered at once (the service's blocking calls run on this many threads)."""
+"""Image requests answered at once (the service's blocking image calls run on this many threads)."""
+DEFAULT_METADATA_THREADS = 4
+"""Threads for the operations without an image (List*, Describe*, Create/Delete*, SearchFaces...)."""
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""Host names a --no-auth server accepts by default (DNS rebinding cannot reach it)."""
+
+
+def image_operations() -> frozenset[str]:
+    """Operations whose input carries an image (IndexFaces, DetectFaces, CompareFaces, *ByImage...)."""
+    model = rekognition_model()
+    names = set()
+    for name in model.operation_names:
+        shape = model.operation_model(name).input_shape
+        if shape is not None and any(m.name == "Image" for m in shape.members.values()):
+            names.add(name)
+    return frozenset(names)
+
+
+def host_name(host_header: str) -> str:
+    """The host of a Host header without its port, lower case (``[::1]:8080`` -> ``::1``)."""
+    value = host_header.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    if value.count(":") == 1:
+        return value.split(":", 1)[0]
+    return value  # a bare IPv6 address, or a name without a port
+
+
+def host_allowed(host_header: str | None, allowed_hosts: Sequence[str]) -> bool:
+    """Whether a Host header matches ``allowed_hosts`` (like Django's ALLOWED_HOSTS; port ignored).
+
+    An entry matches that host exactly (case-insensitive); ``.example.com`` matches example.com
+    and its subdomains; ``*`` matches any host. A request without a Host header matches nothing.
+    """
+    if not host_header:
+        return False
+    host = host_name(host_header)
+    for entry in allowed_hosts:
+        pattern = host_name(entry) if not entry.startswith(".") else entry.lower()
+        if pattern == "*" or host == pattern:
+            return True
+        if pattern.startswith(".") and (host == pattern[1:] or host.endswith(pattern)):
+            return True
+    return False
 
 
 def default_max_body_bytes(max_image_bytes: int) -> int:
@@ -55,15 +107,20 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, max_body_bytes: int) -> bytes:
+def _declared_length(request: Request, max_body_bytes: int) -> int | None:
     declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            length = int(declared)
-        except ValueError:
-            raise SerializationException("Content-Length is not a number.") from None
-        if length > max_body_bytes:
-            raise _BodyTooLarge()
+    if declared is None:
+        return None
+    try:
+        length = int(declared)
+    except ValueError:
+        raise SerializationException("Content-Length is not a number.") from None
+    if length > max_body_bytes:
+        raise _BodyTooLarge()
+    return length
+
+
+async def _read_body(request: Request, max_body_bytes: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -80,26 +137,66 @@ def create_app(
     max_body_bytes: int,
     threads: int = DEFAULT_THREADS,
     on_shutdown: Callable[[], None] | None = None,
+    metadata_threads: int = DEFAULT_METADATA_THREADS,
+    limits: ConnectionLimits | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:
     """The server's ASGI app for one service instance.
 
     verifier: None turns authentication off; max_body_bytes: larger request bodies are refused
-    with 413 RequestEntityTooLargeException; threads: concurrent service calls; on_shutdown: run
-    once the requests in flight have finished (e.g. closing the store).
+    with 413 RequestEntityTooLargeException; threads: concurrent image calls; metadata_threads:
+    concurrent calls without an image, on their own pool (0: share the image pool); limits: the
+    body deadline (ConnectionLimits.body_deadline_s); allowed_hosts: Host header values accepted
+    (None: any, see :func:`host_allowed`); on_shutdown: run once the requests in flight have
+    finished (e.g. closing the store).
     """
-    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="facepipe-request")
+    if metadata_threads < 0:
+        raise ValueError("--metadata-threads must be 0 (share the image pool) or more")
+    limits = limits or ConnectionLimits()
+    image_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="facepipe-image")
+    metadata_pool = (
+        ThreadPoolExecutor(max_workers=metadata_threads, thread_name_prefix="facepipe-metadata")
+        if metadata_threads
+        else image_pool
+    )
+    with_image = image_operations()
+    allowed = tuple(allowed_hosts) if allowed_hosts is not None else None
 
     async def rekognition(request: Request) -> Response:
         started = time.perf_counter()
         request_id = new_request_id()
         target = request.headers.get("x-amz-target")
         operation = operation_from_target(target)
+        executor = image_pool if operation in with_image else metadata_pool
+        loop = asyncio.get_running_loop()
         body = b""
+        body_read = False
         access_key = None
         answer: ProtocolResponse
         try:
-            body = await _read_body(request, max_body_bytes)
+            claim: SignatureClaim | None = None
+            if allowed is not None and not host_allowed(request.headers.get("host"), allowed):
+                shown = repr((request.headers.get("host") or "")[:100])
+                raise AccessDeniedException(
+                    f"Host {shown} is not allowed: this server answers only requests for "
+                    f"{', '.join(allowed)} (--allowed-hosts)."
+                )
             if verifier is not None:
+                # headers only, before the body is read: an unsigned client costs almost nothing
+                claim = verifier.check_headers(
+                    [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+                )
+            length = _declared_length(request, max_body_bytes)
+            deadline = limits.body_deadline_s(max_body_bytes if length is None else length)
+            try:
+                body = await asyncio.wait_for(_read_body(request, max_body_bytes), deadline)
+            except asyncio.TimeoutError:
+                raise RequestTimeoutException(
+                    f"The request body did not arrive within {deadline:.0f} s "
+                    f"({limits.body_timeout_s:g} s plus {limits.min_body_rate} bytes/s)."
+                ) from None
+            body_read = True
+            if verifier is not None and claim is not None:
                 signed = SignedRequest(
                     method=request.method,
                     path=request.scope.get("raw_path", b"/").decode("latin-1").split("?", 1)[0],
@@ -108,8 +205,12 @@ def create_app(
                     body=body,
                 )
                 # hashing the body (up to the cap) off the event loop, like the service call
-                verified = await asyncio.get_running_loop().run_in_executor(executor, verifier.verify, signed)
+                verified = await loop.run_in_executor(executor, verifier.verify_signature, signed, claim)
                 access_key = verified.access_key_id
+        except ReplayedSignatureError as error:
+            # answered after a second, so that the client's retry is signed anew (a new X-Amz-Date)
+            await asyncio.sleep(error.retry_after_s)
+            answer = error_response(error, request_id)
         except _BodyTooLarge:
             answer = error_response(
                 RequestEntityTooLargeException(
@@ -127,8 +228,11 @@ def create_app(
             internal = InternalServerError(f"Internal server error (request id {request_id}).")
             answer = error_response(internal, request_id)
         else:
-            loop = asyncio.get_running_loop()
             answer = await loop.run_in_executor(executor, handle_request, fp, target, body, request_id)
+        headers = answer.headers
+        if not body_read:
+            # the unread body is still on the connection: refuse and close at once
+            headers = {**headers, "Connection": "close"}
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 json.dumps(
@@ -146,7 +250,7 @@ def create_app(
                     }
                 )
             )
-        return Response(answer.body, status_code=answer.status, headers=answer.headers)
+        return Response(answer.body, status_code=answer.status, headers=headers)
 
     async def health(request: Request) -> Response:
         request_id = new_request_id()
@@ -159,7 +263,8 @@ def create_app(
         try:
             yield
         finally:
-            executor.shutdown(wait=True)
+            metadata_pool.shutdown(wait=True)
+            image_pool.shutdown(wait=True)
             if on_shutdown is not None:
                 on_shutdown()
 

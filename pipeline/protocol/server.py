@@ -3,7 +3,9 @@
 Options come from the command line, then an INI config file (``--config``, section ``[server]``,
 keys named like the options with underscores), then the environment (FACEPIPE_* settings and the
 credentials, see :mod:`pipeline.protocol.credentials`). Authentication (SigV4) is on unless
-``--no-auth``; with it on and no credentials configured the server refuses to start.
+``--no-auth``; with it on and no credentials configured the server refuses to start. With
+``--no-auth`` the server answers only requests for local host names unless ``--allowed-hosts``
+says otherwise. Connection and time limits: :mod:`pipeline.protocol.connections`.
 """
 
 from __future__ import annotations
@@ -15,12 +17,34 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
-from pipeline.protocol.app import DEFAULT_THREADS, create_app, default_max_body_bytes
+from pipeline.protocol.app import (
+    DEFAULT_METADATA_THREADS,
+    DEFAULT_THREADS,
+    LOCAL_HOSTS,
+    create_app,
+    default_max_body_bytes,
+)
+from pipeline.protocol.connections import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MIN_BODY_RATE,
+    ConnectionLimits,
+    ConnectionTracker,
+    effective_max_connections,
+    guarded_protocol,
+    quiet_accept_errors,
+    raise_open_file_limit,
+)
 from pipeline.protocol.credentials import CredentialsError, load_credentials, read_ini_file
-from pipeline.protocol.sigv4 import DEFAULT_MAX_SKEW_S, SigV4Verifier
+from pipeline.protocol.sigv4 import DEFAULT_MAX_SKEW_S, DEFAULT_REPLAY_CACHE_ENTRIES, SigV4Verifier
+
+if TYPE_CHECKING:
+    import uvicorn
 
 logger = logging.getLogger("pipeline.protocol.server")
 
@@ -43,7 +67,15 @@ _CONFIG_KEYS: dict[str, type] = {
     "credentials_file": str,
     "max_body_bytes": int,
     "threads": int,
+    "metadata_threads": int,
     "max_clock_skew_s": float,
+    "replay_cache_entries": int,
+    "allowed_hosts": str,
+    "max_connections": int,
+    "header_timeout_s": float,
+    "keep_alive_timeout_s": int,
+    "body_timeout_s": float,
+    "min_body_rate": int,
     "graceful_timeout_s": int,
     "log_level": str,
     "ssl_certfile": str,
@@ -95,12 +127,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-body-bytes", type=int, help="largest request body accepted (bytes)")
     parser.add_argument(
-        "--threads", type=int, help=f"requests answered concurrently (default {DEFAULT_THREADS})"
+        "--threads",
+        type=int,
+        help=f"image requests (IndexFaces, DetectFaces, CompareFaces, *ByImage) answered concurrently (default {DEFAULT_THREADS})",
+    )
+    parser.add_argument(
+        "--metadata-threads",
+        type=int,
+        help=f"threads for requests without an image, kept apart from image work (default {DEFAULT_METADATA_THREADS}; 0 shares the image threads)",
     )
     parser.add_argument(
         "--max-clock-skew-s",
         type=float,
-        help=f"largest accepted X-Amz-Date offset (default {DEFAULT_MAX_SKEW_S:g} s); a signature is accepted again only within 5 s of its first use",
+        help=f"largest accepted X-Amz-Date offset (default {DEFAULT_MAX_SKEW_S:g} s); a signature is accepted once while its date is within it",
+    )
+    parser.add_argument(
+        "--replay-cache-entries",
+        type=int,
+        help=f"signatures remembered to refuse replays, ~120 bytes each (default {DEFAULT_REPLAY_CACHE_ENTRIES}); when full, requests are throttled",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        help="comma-separated Host header values accepted (.example.com: subdomains too; *: any); "
+        f"default: any with auth on, {', '.join(LOCAL_HOSTS)} (and --host) with --no-auth",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        help=f"open connections at most; idle ones are closed to make room (default {DEFAULT_MAX_CONNECTIONS}, at most half the open-file limit)",
+    )
+    parser.add_argument(
+        "--header-timeout-s",
+        type=float,
+        help=f"seconds a connection gets to send a complete request head (default {DEFAULT_HEADER_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout-s",
+        type=int,
+        help=f"seconds an idle keep-alive connection stays open (default {DEFAULT_KEEP_ALIVE_TIMEOUT_S})",
+    )
+    parser.add_argument(
+        "--body-timeout-s",
+        type=float,
+        help=f"seconds every request body gets on top of its length at --min-body-rate (default {DEFAULT_BODY_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--min-body-rate",
+        type=int,
+        help=f"slowest accepted upload, bytes/s (default {DEFAULT_MIN_BODY_RATE})",
     )
     parser.add_argument(
         "--graceful-timeout-s",
@@ -165,10 +239,75 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
-def serve_main(argv: list[str]) -> int:
-    """Run the server until SIGINT/SIGTERM; returns the process exit status (2: bad configuration)."""
+def parse_allowed_hosts(value: str | None, auth: bool, bind_host: str) -> list[str] | None:
+    """The Host header values to accept: ``value`` split at commas; by default None (any) with auth
+    on, the local names plus ``bind_host`` (unless a wildcard address) with --no-auth."""
+    if value is not None:
+        hosts = [item.strip() for item in value.split(",") if item.strip()]
+        if not hosts:
+            raise ValueError("--allowed-hosts needs at least one host name ('*' for any)")
+        return hosts
+    if auth:
+        return None
+    hosts = list(LOCAL_HOSTS)
+    if bind_host not in ("0.0.0.0", "::", "") and bind_host not in hosts:
+        hosts.append(bind_host)
+    return hosts
+
+
+def connection_limits(options: dict[str, Any], open_file_limit: int) -> ConnectionLimits:
+    """The limits the options ask for, the connection cap lowered to half ``open_file_limit``."""
+    requested = int(options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+    if requested < 1:
+        raise ValueError("--max-connections must be at least 1")
+    return ConnectionLimits(
+        max_connections=effective_max_connections(requested, open_file_limit),
+        header_timeout_s=float(options.get("header_timeout_s", DEFAULT_HEADER_TIMEOUT_S)),
+        keep_alive_timeout_s=int(options.get("keep_alive_timeout_s", DEFAULT_KEEP_ALIVE_TIMEOUT_S)),
+        body_timeout_s=float(options.get("body_timeout_s", DEFAULT_BODY_TIMEOUT_S)),
+        min_body_rate=int(options.get("min_body_rate", DEFAULT_MIN_BODY_RATE)),
+    )
+
+
+def uvicorn_server(
+    app: Any,
+    host: str,
+    port: int,
+    limits: ConnectionLimits,
+    graceful_timeout_s: int = DEFAULT_GRACEFUL_TIMEOUT_S,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> tuple[uvicorn.Server, ConnectionTracker]:
+    """A uvicorn server for ``app`` enforcing ``limits``, and the tracker of its connections."""
     import uvicorn
 
+    protocol, tracker = guarded_protocol(limits)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=limits.keep_alive_timeout_s,
+        timeout_graceful_shutdown=graceful_timeout_s,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        server_header=False,
+    )
+    return uvicorn.Server(config), tracker
+
+
+def run_server(server: uvicorn.Server) -> None:
+    """``server.run()``, with accept() failures (EMFILE...) logged once per interval, not per attempt."""
+    from uvicorn._compat import asyncio_run
+
+    asyncio_run(quiet_accept_errors(server.serve()), loop_factory=server.config.get_loop_factory())
+
+
+def serve_main(argv: list[str]) -> int:
+    """Run the server until SIGINT/SIGTERM; returns the process exit status (2: bad configuration)."""
     args = build_parser().parse_args(argv)
     try:
         options = _options(args)
@@ -190,7 +329,11 @@ def serve_main(argv: list[str]) -> int:
                     "or pass --no-auth for local development"
                 )
             skew = float(options.get("max_clock_skew_s", DEFAULT_MAX_SKEW_S))
-            verifier = SigV4Verifier(credentials, max_skew_s=skew)
+            entries = int(options.get("replay_cache_entries", DEFAULT_REPLAY_CACHE_ENTRIES))
+            if entries < 1:
+                raise ValueError("--replay-cache-entries must be at least 1")
+            verifier = SigV4Verifier(credentials, max_skew_s=skew, replay_cache_entries=entries)
+        allowed_hosts = parse_allowed_hosts(options.get("allowed_hosts"), verifier is not None, host)
         settings = Settings.from_env(
             data_dir=options.get("data_dir"),
             s3_endpoint_url=options.get("s3_endpoint_url"),
@@ -199,6 +342,11 @@ def serve_main(argv: list[str]) -> int:
         threads = int(options.get("threads", DEFAULT_THREADS))
         if threads < 1:
             raise ValueError("--threads must be at least 1")
+        metadata_threads = int(options.get("metadata_threads", DEFAULT_METADATA_THREADS))
+        if metadata_threads < 0:
+            raise ValueError("--metadata-threads must be 0 (share the image threads) or more")
+        requested_connections = int(options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+        limits = connection_limits(options, raise_open_file_limit())
         max_body = int(options.get("max_body_bytes", default_max_body_bytes(settings.max_image_bytes)))
         if max_body < 1:
             raise ValueError("--max-body-bytes must be positive")
@@ -228,27 +376,38 @@ def serve_main(argv: list[str]) -> int:
         fp.close()
         logger.info("requests finished, store closed")
 
-    app = create_app(fp, verifier, max_body_bytes=max_body, threads=threads, on_shutdown=close_store)
-    config = uvicorn.Config(
+    app = create_app(
+        fp,
+        verifier,
+        max_body_bytes=max_body,
+        threads=threads,
+        on_shutdown=close_store,
+        metadata_threads=metadata_threads,
+        limits=limits,
+        allowed_hosts=allowed_hosts,
+    )
+    server, _ = uvicorn_server(
         app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=int(options.get("graceful_timeout_s", DEFAULT_GRACEFUL_TIMEOUT_S)),
+        host,
+        port,
+        limits,
+        graceful_timeout_s=int(options.get("graceful_timeout_s", DEFAULT_GRACEFUL_TIMEOUT_S)),
         ssl_certfile=options.get("ssl_certfile"),
         ssl_keyfile=options.get("ssl_keyfile"),
-        server_header=False,
     )
+    if limits.max_connections < requested_connections:
+        logger.warning("--max-connections lowered to %d: half the open-file limit", limits.max_connections)
     logger.info(
-        "serving %s (data dir %s, auth %s, %d threads, body cap %d bytes)",
+        "serving %s (data dir %s, auth %s, %d image + %d metadata threads, body cap %d bytes, "
+        "%d connections at most, allowed hosts %s)",
         url,
         settings.data_dir,
         "on" if verifier else "OFF",
         threads,
+        metadata_threads,
         max_body,
+        limits.max_connections,
+        ", ".join(allowed_hosts) if allowed_hosts else "any",
     )
-    server = uvicorn.Server(config)
-    server.run()  # on SIGTERM/SIGINT uvicorn finishes in-flight requests, then re-raises the signal
+    run_server(server)  # on SIGTERM/SIGINT uvicorn finishes in-flight requests, then re-raises the signal
     return 0 if server.started else 1

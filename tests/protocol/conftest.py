@@ -24,6 +24,8 @@ from pipeline.errors import (
     ResourceNotFoundException,
 )
 from pipeline.protocol.app import create_app
+from pipeline.protocol.connections import ConnectionLimits
+from pipeline.protocol.server import run_server, uvicorn_server
 from pipeline.protocol.sigv4 import SigV4Verifier
 from pipeline.service import rekognition_model
 
@@ -138,14 +140,21 @@ class LiveServer:
         self.thread.join(15)
 
 
-def start_server(service: Any, verifier: SigV4Verifier | None, max_body_bytes: int = 1 << 20) -> LiveServer:
-    app = create_app(service, verifier, max_body_bytes=max_body_bytes, threads=4)
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+def start_server(
+    service: Any,
+    verifier: SigV4Verifier | None,
+    max_body_bytes: int = 1 << 20,
+    limits: ConnectionLimits | None = None,
+    **app_options: Any,
+) -> LiveServer:
+    """The app on a free loopback port, with `facepipe serve`'s connection layer and ``limits``."""
+    limits = limits or ConnectionLimits()
+    app = create_app(
+        service, verifier, max_body_bytes=max_body_bytes, threads=4, limits=limits, **app_options
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    port = free_port()
+    server, _ = uvicorn_server(app, "127.0.0.1", port, limits)
+    thread = threading.Thread(target=run_server, args=(server,), daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
@@ -183,5 +192,5 @@ def rekognition_client(url: str, key: str = ACCESS_KEY_ID, secret: str = SECRET,
         region_name="us-east-1",
         aws_access_key_id=key,
         aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1}, **config),
+        config=Config(**{"retries": {"max_attempts": 1}, **config}),
     )

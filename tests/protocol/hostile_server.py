@@ -1,0 +1,59 @@
+"""A protocol-test server in its own process (so its memory and open-file limit are its own).
+
+    python tests/protocol/hostile_server.py PORT [--nofile N] [--max-connections N]
+        [--header-timeout-s S] [--body-timeout-s S] [--no-auth]
+
+Serves conftest's MemoryService with SigV4 (conftest's ACCESS_KEY_ID/SECRET) unless --no-auth,
+through the same connection layer as `facepipe serve` (uvicorn_server + run_server), logging to
+stderr like `facepipe serve` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conftest import ACCESS_KEY_ID, SECRET, MemoryService
+
+from pipeline.protocol.app import create_app
+from pipeline.protocol.connections import ConnectionLimits, raise_open_file_limit
+from pipeline.protocol.server import (
+    _configure_logging,
+    connection_limits,
+    run_server,
+    uvicorn_server,
+)
+from pipeline.protocol.sigv4 import SigV4Verifier
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("--nofile", type=int, help="soft and hard RLIMIT_NOFILE for this process")
+    parser.add_argument("--max-connections", type=int)
+    parser.add_argument("--header-timeout-s", type=float)
+    parser.add_argument("--body-timeout-s", type=float)
+    parser.add_argument("--no-auth", action="store_true")
+    args = parser.parse_args()
+    if args.nofile:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, args.nofile))
+    options = {
+        k: v for k, v in vars(args).items() if v is not None and k not in ("port", "nofile", "no_auth")
+    }
+    limits: ConnectionLimits = connection_limits(options, raise_open_file_limit())
+    _configure_logging("info")
+    logging.getLogger("pipeline.protocol.access").setLevel(logging.WARNING)
+    verifier = None if args.no_auth else SigV4Verifier({ACCESS_KEY_ID: SECRET})
+    app = create_app(MemoryService(), verifier, max_body_bytes=16 << 20, threads=2, limits=limits)
+    server, _ = uvicorn_server(app, "127.0.0.1", args.port, limits)
+    print(f"max connections {limits.max_connections}", file=sys.stderr, flush=True)
+    run_server(server)
+
+
+if __name__ == "__main__":
+    main()
