@@ -1,7 +1,9 @@
 """The stateless operations: DetectFaces and CompareFaces.
 
-The operations layer validates the request and resolves Image{Bytes|S3Object} to bytes before
-calling these; they still check what they use, so a direct library call gets the same errors.
+The operations layer validates the request and resolves Image{Bytes|S3Object} to a decoded image
+(each source with its own size limit) before calling these; they also take image bytes, decoded
+with the engine's limit, and still check what they use, so a direct library call gets the same
+errors.
 Responses are shaped as botocore's Rekognition model (FaceDetail, ComparedFace, ...).
 
 Attributes (DetectFaces' Attributes, IndexFaces' DetectionAttributes): :func:`face_detail` is the
@@ -87,13 +89,19 @@ def face_detail(face: DetectedFace, attributes: Sequence[str] = ("DEFAULT",)) ->
     return face.to_face_detail()
 
 
-def detect_faces(engine: FaceEngine, image: bytes, attributes: list[str] | None = None) -> dict[str, Any]:
+def _decoded(engine: FaceEngine, image: Any) -> Any:
+    """Image bytes decoded by the engine (its size limit); an already decoded image as it is."""
+    return engine.decode(bytes(image)) if isinstance(image, bytes | bytearray | memoryview) else image
+
+
+def detect_faces(engine: FaceEngine, image: Any, attributes: list[str] | None = None) -> dict[str, Any]:
     """DetectFaces response body: FaceDetails of the 100 largest faces, largest first.
 
-    ``attributes``: DetectFaces Attributes (default ["DEFAULT"]); see :func:`face_detail`.
+    ``image``: bytes or an engine-decoded image. ``attributes``: DetectFaces Attributes (default
+    ["DEFAULT"]); see :func:`face_detail`.
     """
     requested = check_attributes(attributes)
-    faces = engine.analyze(engine.decode(image), max_faces=MAX_FACES, embed=False)
+    faces = engine.analyze(_decoded(engine, image), max_faces=MAX_FACES, embed=False)
     return {"FaceDetails": [face_detail(face, requested) for face in faces]}
 
 
@@ -116,13 +124,14 @@ def _check_threshold(similarity_threshold: float) -> float:
 
 def compare_faces(
     engine: FaceEngine,
-    source: bytes,
-    target: bytes,
+    source: Any,
+    target: Any,
     similarity_threshold: float = 80.0,
     quality_filter: str = "NONE",
 ) -> dict[str, Any]:
     """CompareFaces response body: the source image's largest face against the target's 100 largest.
 
+    ``source``, ``target``: bytes or engine-decoded images.
     Faces whose Similarity is at least ``similarity_threshold`` (0-100) are FaceMatches (highest
     Similarity first), the others UnmatchedFaces (largest first). With ``quality_filter`` other
     than NONE, faces failing that bar are not compared and appear in neither list. A source
@@ -134,8 +143,8 @@ def compare_faces(
         raise InvalidParameterException(
             f"QualityFilter must be one of {', '.join(QUALITY_LEVELS)}; got {quality_filter!r}"
         )
-    source_image = engine.decode(source)
-    target_image = engine.decode(target)
+    source_image = _decoded(engine, source)
+    target_image = _decoded(engine, target)
     source_faces = engine.analyze(source_image, max_faces=1)
     target_faces = engine.analyze(target_image, max_faces=MAX_FACES)
     if not source_faces:

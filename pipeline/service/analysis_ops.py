@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.service import analysis
 from pipeline.service.common import operation
-from pipeline.service.images import image_bytes
+from pipeline.service.images import decoded_image
 
 if TYPE_CHECKING:
     from pipeline.service import FacePipe
@@ -20,9 +20,9 @@ def _vision_engine(fp: FacePipe) -> Any:
 @operation("DetectFaces")
 def detect_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """Faces of one image with the requested Attributes."""
-    data = image_bytes(fp.settings, params["Image"])
+    image = decoded_image(fp, params["Image"])
     response: dict[str, Any] = analysis.detect_faces(
-        _vision_engine(fp), data, list(params.get("Attributes") or ["DEFAULT"])
+        _vision_engine(fp), image, list(params.get("Attributes") or ["DEFAULT"])
     )
     return response
 
@@ -30,8 +30,8 @@ def detect_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
 @operation("CompareFaces")
 def compare_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """The largest face of SourceImage compared with every face of TargetImage."""
-    source = image_bytes(fp.settings, params["SourceImage"], "SourceImage")
-    target = image_bytes(fp.settings, params["TargetImage"], "TargetImage")
+    source = decoded_image(fp, params["SourceImage"], "SourceImage")
+    target = decoded_image(fp, params["TargetImage"], "TargetImage")
     response: dict[str, Any] = analysis.compare_faces(
         _vision_engine(fp),
         source,

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.errors import InvalidPaginationTokenException, InvalidParameterException
 from pipeline.service.analysis import check_attributes, face_detail
 from pipeline.service.common import decode_token, encode_token, face_to_api, operation
-from pipeline.service.images import image_bytes
+from pipeline.service.images import decoded_image
 from pipeline.store import CollectionRow, FaceRow, NewFace, Tx
 from pipeline.types import DetectedFace
 
@@ -174,8 +174,7 @@ def index_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """Detect, check and embed the faces of one image and add them to the collection."""
     with fp.store.read() as tx:
         tx.collection(params["CollectionId"])  # ResourceNotFoundException before any image work
-    data = image_bytes(fp.settings, params["Image"])
-    image = fp.engine.decode(data)
+    image = decoded_image(fp, params["Image"])
     faces = fp.engine.analyze(image, max_faces=MAX_FACES_PER_IMAGE, embed=True)
     item = AnalyzedImage(
         external_image_id=params.get("ExternalImageId"),

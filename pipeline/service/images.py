@@ -3,17 +3,22 @@
 Bytes are limited to ``settings.max_image_bytes`` (ImageTooLargeException). An S3Object is read
 from ``settings.s3_root`` (a local directory whose sub-directories are buckets) or from the
 S3-compatible endpoint ``settings.s3_endpoint_url`` (boto3, credentials from the usual sources),
-limited to ``settings.max_s3_image_bytes``; ``Version`` is ignored.
+limited to ``settings.max_s3_image_bytes``; ``Version`` is ignored. An object that cannot be
+read (missing, not a file, a Name the file system cannot hold: NUL bytes, too long, a path
+outside its bucket) is InvalidS3ObjectException.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.errors import ImageTooLargeException, InvalidParameterException, InvalidS3ObjectException
+
+if TYPE_CHECKING:
+    from pipeline.service import FacePipe
 
 
 def _too_large(size: int, limit: int) -> ImageTooLargeException:
@@ -59,21 +64,46 @@ def image_bytes(settings: Settings, image: dict[str, Any], field: str = "Image")
     )
 
 
+def image_size_limit(settings: Settings) -> int:
+    """The most bytes any image source accepts (:func:`image_bytes` applies each source's own)."""
+    return max(settings.max_image_bytes, settings.max_s3_image_bytes)
+
+
+def decoded_image(fp: FacePipe, image: dict[str, Any], field: str = "Image") -> Any:
+    """An Image parameter read and decoded by the engine: Bytes up to settings.max_image_bytes,
+    S3Object up to settings.max_s3_image_bytes (both checked by :func:`image_bytes`)."""
+    data = image_bytes(fp.settings, image, field)
+    return fp.engine.decode(data, max_bytes=image_size_limit(fp.settings))
+
+
 def _read_local(root: Path, bucket: str, name: str, limit: int) -> bytes:
-    bucket_dir = (root / bucket).resolve()
-    if not bucket_dir.is_dir() or bucket_dir.parent != root.resolve():
-        raise InvalidS3ObjectException(
-            f"Unable to get object metadata from S3: bucket {bucket} does not exist"
-        )
-    path = (bucket_dir / name).resolve()
-    if not path.is_relative_to(bucket_dir) or not path.is_file():
-        raise InvalidS3ObjectException(
-            f"Unable to get object metadata from S3: object {name} not found in bucket {bucket}"
-        )
-    size = path.stat().st_size
-    if size > limit:
-        raise _too_large(size, limit)
-    return path.read_bytes()
+    missing = InvalidS3ObjectException(
+        f"Unable to get object metadata from S3: object {_shown_name(name)} not found in bucket {bucket}"
+    )
+    try:
+        bucket_dir = (root / bucket).resolve()
+        if not bucket_dir.is_dir() or bucket_dir.parent != root.resolve():
+            raise InvalidS3ObjectException(
+                f"Unable to get object metadata from S3: bucket {bucket} does not exist"
+            )
+        if "\0" in name:
+            raise missing
+        path = (bucket_dir / name).resolve()
+        if not path.is_relative_to(bucket_dir) or not path.is_file():
+            raise missing
+        with path.open("rb") as file:
+            data = file.read(limit + 1)
+    except (OSError, ValueError):  # a name too long for the file system, unreadable, ...
+        raise missing from None
+    if len(data) > limit:
+        raise _too_large(path.stat().st_size, limit)
+    return data
+
+
+def _shown_name(name: str) -> str:
+    """An object Name for a message: control characters escaped, at most 200 characters."""
+    shown = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in name[:200])
+    return shown + ("..." if len(name) > 200 else "")
 
 
 @cache
@@ -98,11 +128,11 @@ def _read_endpoint(endpoint_url: str, bucket: str, name: str, limit: int) -> byt
     except ClientError as err:
         code = err.response.get("Error", {}).get("Code", "error")
         raise InvalidS3ObjectException(
-            f"Unable to get object metadata from S3: s3://{bucket}/{name} at {endpoint_url}: {code}"
+            f"Unable to get object metadata from S3: s3://{bucket}/{_shown_name(name)} at {endpoint_url}: {code}"
         ) from err
     except BotoCoreError as err:
         raise InvalidS3ObjectException(
-            f"Unable to read s3://{bucket}/{name} from {endpoint_url}: {err}"
+            f"Unable to read s3://{bucket}/{_shown_name(name)} from {endpoint_url}: {err}"
         ) from err
     if len(data) > limit:
         raise _too_large(len(data), limit)
