@@ -47,6 +47,8 @@ class Settings:
       found on disk (e.g. 'buffalo_l').
     s3_endpoint_url / s3_root: where Image.S3Object is read from: an S3-compatible endpoint, or a
       local directory whose sub-directories are buckets. Neither set: S3Object is refused.
+    ann_threshold: collections with more faces than this are searched with the quantized index
+      (FACEPIPE_ANN_THRESHOLD); None: the store's default (pipeline.store.index.DEFAULT_ANN_THRESHOLD).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -58,6 +60,7 @@ class Settings:
     model_pack: str = "default"
     s3_endpoint_url: str | None = None
     s3_root: Path | None = None
+    ann_threshold: int | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -74,6 +77,8 @@ class Settings:
             values["model_pack"] = env["FACEPIPE_MODEL_PACK"]
         if env.get("FACEPIPE_S3_ENDPOINT_URL"):
             values["s3_endpoint_url"] = env["FACEPIPE_S3_ENDPOINT_URL"]
+        if env.get("FACEPIPE_ANN_THRESHOLD"):
+            values["ann_threshold"] = int(env["FACEPIPE_ANN_THRESHOLD"])
         if env.get("FACEPIPE_S3_ROOT"):
             values["s3_root"] = Path(env["FACEPIPE_S3_ROOT"])
         values.update({k: v for k, v in overrides.items() if v is not None})

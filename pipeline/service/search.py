@@ -8,7 +8,6 @@ itself, and SearchUsers by UserId never returns the searched user.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +16,7 @@ from pipeline.errors import InvalidParameterException, ResourceNotFoundException
 from pipeline.service.analysis import face_detail
 from pipeline.service.common import face_to_api, operation, user_status
 from pipeline.service.images import image_bytes
-from pipeline.store import CollectionRow, Store, Tx, normalized_mean
+from pipeline.store import CollectionRow, Tx
 from pipeline.types import DetectedFace
 
 if TYPE_CHECKING:
@@ -27,46 +26,6 @@ DEFAULT_FACE_MATCH_THRESHOLD = 80.0
 DEFAULT_USER_MATCH_THRESHOLD = 80.0
 DEFAULT_MAX_FACES = 4096
 DEFAULT_MAX_USERS = 500
-
-
-class UserCentroids:
-    """Per-collection cache of user centroids, refreshed when the collection's users change."""
-
-    def __init__(self) -> None:
-        self._cache: dict[int, tuple[int, list[str], list[int], np.ndarray]] = {}
-        self._lock = threading.Lock()
-
-    def match(
-        self,
-        store: Store,
-        coll: CollectionRow,
-        vector: np.ndarray,
-        min_cosine: float,
-        limit: int,
-        exclude: str | None,
-    ) -> list[tuple[str, int, float]]:
-        """(user id, face count, cosine) of users with cosine >= min_cosine, best first."""
-        with store.read() as tx:
-            version = tx.users_version(coll)
-            with self._lock:
-                cached = self._cache.get(coll.id)
-            if cached is None or cached[0] != version:
-                ids, counts, matrix = tx.user_centroids(coll)
-                cached = (version, ids, counts, matrix)
-                with self._lock:
-                    self._cache[coll.id] = cached
-        _, ids, counts, matrix = cached
-        if not ids:
-            return []
-        scores = matrix @ np.asarray(vector, dtype=np.float32)
-        order = np.argsort(-scores, kind="stable")
-        out: list[tuple[str, int, float]] = []
-        for i in order:
-            if scores[i] < min_cosine or len(out) >= limit:
-                break
-            if ids[i] != exclude:
-                out.append((ids[i], counts[i], float(scores[i])))
-        return out
 
 
 def _search_faces(
@@ -164,13 +123,16 @@ def _user_matches(
     threshold = float(params.get("UserMatchThreshold", DEFAULT_USER_MATCH_THRESHOLD))
     limit = int(params.get("MaxUsers", DEFAULT_MAX_USERS))
     min_cosine = float(fp.engine.cosine_at(threshold))
-    hits = fp.user_centroids.match(fp.store, coll, vector, min_cosine, limit, exclude)
+    hits = fp.store.match_users(coll, vector, min_cosine, limit, exclude)
     matches = []
-    for user_id, count, cosine in hits:
-        similarity = float(fp.engine.similarity(cosine))
+    for hit in hits:
+        similarity = float(fp.engine.similarity(hit.cosine))
         if similarity >= threshold:
             matches.append(
-                {"Similarity": similarity, "User": {"UserId": user_id, "UserStatus": user_status(count)}}
+                {
+                    "Similarity": similarity,
+                    "User": {"UserId": hit.user_id, "UserStatus": user_status(hit.face_count)},
+                }
             )
     return matches
 
@@ -190,8 +152,7 @@ def search_users(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
         else:
             user_id = params["UserId"]
             tx.user(coll, user_id)
-            vectors = tx.user_vectors(coll, user_id)
-            centroid = normalized_mean(vectors)
+            centroid = tx.user_centroid(coll, user_id)
             exclude = user_id
             searched = {"SearchedUser": {"UserId": user_id}}
             if centroid is None:

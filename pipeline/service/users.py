@@ -1,9 +1,10 @@
 """CreateUser, DeleteUser, ListUsers, AssociateFaces, DisassociateFaces.
 
 AssociateFaces compares each candidate face with the centroid (normalised mean) of the user's
-faces before the call: Confidence = engine.similarity(cosine). A user holds at most
-MAX_FACES_PER_USER faces. When a call would pass the limit, the candidates that pass the threshold
-are taken in order of decreasing Confidence until the user is full; the others are returned in
+faces before the call, as the store keeps it (refreshed by every change of the user's faces):
+Confidence = engine.similarity(cosine). A user holds at most MAX_FACES_PER_USER faces. When a
+call would pass the limit, the candidates that pass the threshold are taken in order of
+decreasing Confidence until the user is full; the others are returned in
 UnsuccessfulFaceAssociations with reason LOW_MATCH_CONFIDENCE and their Confidence (the model
 has no reason code for the limit; they are the lowest-confidence candidates).
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from pipeline.errors import ConflictException, ServiceQuotaExceededException
 from pipeline.service.common import decode_token, encode_token, idempotent_write, operation, user_status
-from pipeline.store import CollectionRow, Tx, normalized_mean
+from pipeline.store import CollectionRow, Tx
 
 if TYPE_CHECKING:
     from pipeline.service import FacePipe
@@ -86,14 +87,15 @@ def associate_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
             raise ServiceQuotaExceededException(
                 f"User {user_id} already has {user.face_count} faces, the most a user may have"
             )
-        centroid = normalized_mean(tx.user_vectors(coll, user_id))
+        centroid = tx.user_centroid(coll, user_id)
         found = tx.faces_by_id(coll, requested)
         confidences: dict[str, float] = {}
-        if centroid is not None:
-            for face_id, candidate in found.items():
-                if candidate.user_id != user_id:
-                    cosine = float(np.dot(tx.face_vector(candidate.label), centroid))
-                    confidences[face_id] = float(engine.similarity(cosine))
+        others = {face_id: row.label for face_id, row in found.items() if row.user_id != user_id}
+        if centroid is not None and others:
+            vectors = tx.face_vectors(list(others.values()))
+            for face_id, label in others.items():
+                cosine = float(np.dot(vectors[label], centroid))
+                confidences[face_id] = float(engine.similarity(cosine))
         failures: dict[str, dict[str, Any]] = {}
         candidates: list[str] = []
         for face_id in requested:

@@ -4,58 +4,117 @@
     with store.write() as tx: ...            # one BEGIN IMMEDIATE transaction (see db.Tx)
     with store.read() as tx: ...             # a consistent snapshot
     store.search(coll, vector, k, min_cosine) -> [(label, cosine), ...]   best first
+    store.match_users(coll, vector, min_cosine, limit, exclude) -> [UserMatch, ...]
     store.close()
 
-Several threads and several processes may share one data directory.
+``Store`` is the SQLite backend of pipeline.store.interface.FaceStore, the contract the service
+uses; ``Tx`` here names that contract's transaction (StoreTransaction). Several threads and
+several processes may share one data directory.
+
+Erasure: when a ``write()`` block that deleted faces, users or a collection has returned, the
+deleted vectors and centroids are gone from the data directory (secure_delete, the write-ahead log
+checkpointed and truncated, the collection's saved index file removed) and from this process's
+indexes and caches (indexes erase them in place; the centroid cache entry is dropped). Other
+processes sharing the directory drop theirs at their next operation on that collection.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.store.db import CollectionRow, Database, FaceRow, NewFace, Tx, UserRow, normalized_mean
+from pipeline.config import Settings
+from pipeline.store import db
+from pipeline.store.db import Database
 from pipeline.store.index import DEFAULT_ANN_THRESHOLD, CollectionIndex, IndexSet
+from pipeline.store.interface import FaceStore, StoreTransaction
+from pipeline.store.records import CollectionRow, FaceRow, NewFace, UserMatch, UserRow, normalized_mean
+
+Tx = StoreTransaction
+"""The transaction the service sees (the interface; the SQLite one is pipeline.store.db.Tx)."""
 
 __all__ = [
     "CollectionIndex",
     "CollectionRow",
     "FaceRow",
+    "FaceStore",
     "NewFace",
     "Store",
+    "StoreTransaction",
     "Tx",
+    "UserMatch",
     "UserRow",
     "normalized_mean",
+    "open_store",
 ]
+
+_UserCentroids = tuple[int, list[str], list[int], np.ndarray]
+"""(users_version, user ids, face counts, centroids (U, D)) of one collection."""
 
 
 class Store:
-    """SQLite + FAISS under ``data_dir`` (``facepipe.sqlite3`` and ``indexes/``)."""
+    """SQLite + FAISS under ``data_dir`` (``facepipe.sqlite3`` and ``indexes/``, all owner-only).
+
+    ann_threshold: collections with more faces than this are searched with the quantized index.
+    """
 
     def __init__(self, data_dir: Path, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
         self.data_dir = Path(data_dir)
         self.db = Database(self.data_dir)
         self.indexes = IndexSet(self.data_dir / "indexes", ann_threshold=ann_threshold)
+        self._centroids: dict[int, _UserCentroids] = {}
+        self._centroids_lock = threading.Lock()
 
     @contextmanager
-    def read(self) -> Iterator[Tx]:
+    def read(self) -> Iterator[db.Tx]:
         """A read transaction (consistent snapshot)."""
         with self.db.read() as tx:
             yield tx
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
-        """The write transaction: committed at the end of the block, rolled back on an exception."""
+    def write(self) -> Iterator[db.Tx]:
+        """The write transaction: committed at the end of the block, rolled back on an exception.
+
+        A transaction that deleted anything is erased before this returns (see the module
+        docstring); that costs a WAL checkpoint (and, after DeleteCollection, giving the free
+        pages back to the file system)."""
         with self.db.write() as tx:
             yield tx
+            # inside the write lock: no index file can be saved between this and the commit
+            for collection_id in tx.deleted_faces | tx.deleted_collections:
+                self.indexes.purge_saved(collection_id)
+        if tx.erases:
+            self._erase_in_memory(tx)
+            if tx.deleted_collections:
+                self.db.reclaim_space()
+            self.db.erase_log()
+
+    def _erase_in_memory(self, tx: db.Tx) -> None:
+        """Drop this process's copies of what ``tx`` deleted (it has committed)."""
+        for collection_id in tx.deleted_users | tx.deleted_collections:
+            with self._centroids_lock:
+                self._centroids.pop(collection_id, None)
+        for collection_id in tx.deleted_collections:
+            with self.indexes.lock_for(collection_id):
+                self.indexes.forget(collection_id)
+        for collection_id in tx.deleted_faces - tx.deleted_collections:
+            with self.indexes.lock_for(collection_id), self.read() as rtx:
+                coll = rtx.find_collection_by_id(collection_id)
+                if coll is not None and self.indexes.holds(collection_id):
+                    self.indexes.current(rtx, coll)  # applies the removals: erases them
 
     def index_of(self, coll: CollectionRow) -> CollectionIndex:
         """The collection's FAISS index, up to date with everything committed so far."""
-        with self.indexes.lock_for(coll.id), self.read() as tx:
-            return self.indexes.current(tx, coll)
+        with self.indexes.lock_for(coll.id):
+            with self.read() as tx:
+                idx = self.indexes.current(tx, coll)
+            self._save_if_due(idx)
+            return idx
 
     def search(
         self, coll: CollectionRow, vector: np.ndarray, k: int, min_cosine: float
@@ -64,14 +123,66 @@ class Store:
         with self.indexes.lock_for(coll.id):
             with self.read() as tx:
                 idx = self.indexes.current(tx, coll)
+            self._save_if_due(idx)
             return self.indexes.search(idx, vector, k, min_cosine)
 
-    def forget_collection(self, collection_id: int) -> None:
-        """Drop a deleted collection's in-memory and on-disk index."""
-        with self.indexes.lock_for(collection_id):
-            self.indexes.forget(collection_id)
+    def match_users(
+        self, coll: CollectionRow, vector: np.ndarray, min_cosine: float, limit: int, exclude: str | None
+    ) -> list[UserMatch]:
+        """Users (other than ``exclude``) whose stored centroid has cosine >= min_cosine with
+        ``vector``, best first, at most ``limit``. The centroids are cached per collection and
+        re-read when the collection's users change."""
+        with self.read() as tx:
+            version = tx.users_version(coll)
+            with self._centroids_lock:
+                cached = self._centroids.get(coll.id)
+            if cached is None or cached[0] != version:
+                ids, counts, matrix = tx.user_centroids(coll)
+                cached = (version, ids, counts, matrix)
+                with self._centroids_lock:
+                    self._centroids[coll.id] = cached
+        _, ids, counts, matrix = cached
+        if not ids:
+            return []
+        scores = matrix @ np.asarray(vector, dtype=np.float32)
+        order = np.argsort(-scores, kind="stable")
+        out: list[UserMatch] = []
+        for i in order:
+            if scores[i] < min_cosine or len(out) >= limit:
+                break
+            if ids[i] != exclude:
+                out.append(UserMatch(ids[i], counts[i], float(scores[i])))
+        return out
+
+    def _save_if_due(self, idx: CollectionIndex) -> None:
+        """Save a just-built quantized index (call with its lock held)."""
+        if idx.save_due:
+            self._persist(idx.collection_id)
+
+    def _persist(self, collection_id: int) -> None:
+        """Save the collection's quantized index, caught up under the write lock (lock_for held)."""
+        with self.db.write() as tx:
+            coll = tx.find_collection_by_id(collection_id)
+            if coll is None:
+                return
+            idx = self.indexes.current(tx, coll)
+            if idx.kind == "pq" and not idx.saved:
+                self.indexes.save(idx)
 
     def close(self) -> None:
-        """Persist large indexes and close the database connections."""
-        self.indexes.save_all()
+        """Save quantized indexes not yet on disk (for a fast next open) and close the database."""
+        for idx in self.indexes.cached():
+            if idx.kind == "pq" and not idx.saved:
+                with self.indexes.lock_for(idx.collection_id):
+                    self._persist(idx.collection_id)
         self.db.close()
+
+
+def open_store(settings: Settings) -> Store:
+    """The store ``settings`` name: SQLite + FAISS under settings.data_dir."""
+    threshold = DEFAULT_ANN_THRESHOLD if settings.ann_threshold is None else settings.ann_threshold
+    return Store(settings.data_dir, ann_threshold=threshold)
+
+
+if TYPE_CHECKING:  # mypy checks that the SQLite store keeps the contract
+    _SQLITE_STORE_IS_A_FACE_STORE: type[FaceStore] = Store

@@ -1,13 +1,21 @@
-"""SQLite metadata store: collections, faces (with their vectors), users, associations, tokens.
+"""The SQLite backend's database: collections, faces (with their vectors), users, change log, tokens.
 
 SQLite in WAL mode is the source of truth. Every write runs in one ``BEGIN IMMEDIATE``
 transaction (one writer at a time across threads and processes, readers concurrent), with
 ``synchronous=FULL`` so an acknowledged write survives a crash. Face labels are int64 values from
 an AUTOINCREMENT counter: monotonic and never reused, so a FAISS index can be caught up from the
-``changes`` log (one row per face added to or removed from a collection).
+``changes`` log (one row per face added to or removed from a collection; it holds labels only,
+never vectors).
 
-This module knows nothing about Rekognition JSON; it raises the Rekognition error classes only
-for "not found" and "already exists" conditions.
+Erasure: every connection sets ``secure_delete=ON`` (deleted rows and freed pages are overwritten
+with zeros), and after a write that deleted faces, users or a collection, :meth:`Database.erase_log`
+checkpoints the write-ahead log into the database file and truncates it to zero bytes, so the
+frames that still held the deleted values are gone from disk too. The database file, its -wal and
+-shm files are created 0600 in a 0700 directory (see pipeline.store.files).
+
+The schema is pipeline.store.migrations. Rows are built by column name. This module knows nothing
+about Rekognition JSON; it raises the Rekognition error classes only for "not found" and
+"already exists" conditions, and InternalServerError for a store it cannot safely use.
 """
 
 from __future__ import annotations
@@ -18,77 +26,53 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from pipeline.errors import ResourceAlreadyExistsException, ResourceNotFoundException
+from pipeline.errors import InternalServerError, ResourceAlreadyExistsException, ResourceNotFoundException
+from pipeline.store.files import make_private, private_directory, private_file
+from pipeline.store.migrations import SCHEMA_VERSION, migrate
+from pipeline.store.records import CollectionRow, FaceRow, NewFace, UserRow, normalized_mean
 from pipeline.types import Vector
 
+__all__ = [
+    "DB_FILENAME",
+    "SCHEMA_VERSION",
+    "CollectionRow",
+    "Database",
+    "FaceRow",
+    "NewFace",
+    "Tx",
+    "UserRow",
+    "normalized_mean",
+]
+
 DB_FILENAME = "facepipe.sqlite3"
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000
 LOG_KEEP = 50_000
 """Change-log rows kept per collection after a compaction (older readers rebuild their index)."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS collections (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    arn TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    model_version TEXT NOT NULL,
-    dim INTEGER NOT NULL,
-    face_count INTEGER NOT NULL DEFAULT 0,
-    user_count INTEGER NOT NULL DEFAULT 0,
-    users_version INTEGER NOT NULL DEFAULT 0,
-    log_floor INTEGER NOT NULL DEFAULT 0,
-    tags TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS faces (
-    label INTEGER PRIMARY KEY AUTOINCREMENT,
-    collection_id INTEGER NOT NULL,
-    face_id TEXT NOT NULL UNIQUE,
-    image_id TEXT NOT NULL,
-    external_image_id TEXT,
-    dedup_key TEXT NOT NULL,
-    box_left REAL NOT NULL, box_top REAL NOT NULL, box_width REAL NOT NULL, box_height REAL NOT NULL,
-    confidence REAL NOT NULL,
-    user_id TEXT,
-    created_at REAL NOT NULL,
-    vector BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS faces_by_collection ON faces (collection_id, label);
-CREATE INDEX IF NOT EXISTS faces_by_dedup ON faces (collection_id, dedup_key);
-CREATE INDEX IF NOT EXISTS faces_by_user ON faces (collection_id, user_id) WHERE user_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS users (
-    collection_id INTEGER NOT NULL,
-    user_id TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    face_count INTEGER NOT NULL DEFAULT 0,
-    centroid BLOB,
-    PRIMARY KEY (collection_id, user_id)
-);
-CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    collection_id INTEGER NOT NULL,
-    label INTEGER NOT NULL,
-    added INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS changes_by_collection ON changes (collection_id, seq);
-CREATE TABLE IF NOT EXISTS tokens (
-    collection_id INTEGER NOT NULL,
-    operation TEXT NOT NULL,
-    token TEXT NOT NULL,
-    request_hash TEXT NOT NULL,
-    response TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (collection_id, operation, token)
-);
-"""
+_Record = TypeVar("_Record", CollectionRow, FaceRow, UserRow)
+
+
+def _columns(record: type[Any]) -> str:
+    return ", ".join(f.name for f in fields(record))
+
+
+_COLLECTION_COLUMNS = _columns(CollectionRow)
+_FACE_COLUMNS = _columns(FaceRow)
+_USER_COLUMNS = _columns(UserRow)
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {
+    r: tuple(f.name for f in fields(r)) for r in (CollectionRow, FaceRow, UserRow)
+}
+
+
+def _record(record: type[_Record], row: sqlite3.Row) -> _Record:
+    """A record built from the row's columns of the same names."""
+    return record(**{name: row[name] for name in _FIELD_NAMES[record]})
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -110,66 +94,6 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
-@dataclass(frozen=True)
-class CollectionRow:
-    """One collection: ``id`` is the internal row id (never reused), ``name`` the CollectionId."""
-
-    id: int
-    name: str
-    arn: str
-    created_at: float
-    model_version: str
-    dim: int
-    face_count: int
-    user_count: int
-    users_version: int
-
-
-@dataclass(frozen=True)
-class FaceRow:
-    """One indexed face. Box values are ratios of the image size; ``confidence`` is 0-100."""
-
-    label: int
-    face_id: str
-    image_id: str
-    external_image_id: str | None
-    box_left: float
-    box_top: float
-    box_width: float
-    box_height: float
-    confidence: float
-    user_id: str | None
-
-
-@dataclass(frozen=True)
-class NewFace:
-    """A face to insert (see :meth:`Tx.insert_face`)."""
-
-    face_id: str
-    image_id: str
-    external_image_id: str | None
-    dedup_key: str
-    box_left: float
-    box_top: float
-    box_width: float
-    box_height: float
-    confidence: float
-    vector: Vector
-
-
-@dataclass(frozen=True)
-class UserRow:
-    """One user: ``face_count`` associated faces; ``centroid`` the normalised mean of their vectors."""
-
-    user_id: str
-    created_at: float
-    face_count: int
-
-
-_COLLECTION_COLUMNS = "id, name, arn, created_at, model_version, dim, face_count, user_count, users_version"
-_FACE_COLUMNS = "label, face_id, image_id, external_image_id, box_left, box_top, box_width, box_height, confidence, user_id"
-
-
 def vector_to_blob(vector: Vector) -> bytes:
     """float32 little-endian bytes of a vector."""
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
@@ -180,30 +104,40 @@ def blob_to_vector(blob: bytes) -> Vector:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
-def normalized_mean(vectors: np.ndarray) -> Vector | None:
-    """Unit-length mean of row vectors, or None for no rows (or a zero mean)."""
-    if len(vectors) == 0:
-        return None
-    mean = np.asarray(vectors, dtype=np.float64).mean(axis=0)
-    norm = float(np.linalg.norm(mean))
-    if norm == 0.0:
-        return None
-    return (mean / norm).astype(np.float32)
-
-
 class Tx:
-    """Queries and updates inside one transaction (obtained from :meth:`Database.read`/``write``)."""
+    """Queries and updates inside one SQLite transaction (from :meth:`Database.read`/``write``).
+
+    Implements pipeline.store.interface.StoreTransaction, plus the change-log and bulk-vector
+    queries the FAISS indexes use. ``deleted_faces``, ``deleted_users`` and
+    ``deleted_collections`` collect the collection ids whose data this transaction erased, for
+    the store to finish the erasure after the commit.
+    """
 
     def __init__(self, conn: sqlite3.Connection, writable: bool) -> None:
         self.conn = conn
         self.writable = writable
+        self.deleted_faces: set[int] = set()
+        self.deleted_users: set[int] = set()
+        self.deleted_collections: set[int] = set()
+
+    @property
+    def erases(self) -> bool:
+        """Whether this transaction deleted a vector or a centroid."""
+        return bool(self.deleted_faces or self.deleted_users or self.deleted_collections)
 
     # collections -------------------------------------------------------------------------------
     def find_collection(self, name: str) -> CollectionRow | None:
         row = self.conn.execute(
             f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE name = ?", (name,)
         ).fetchone()
-        return CollectionRow(*row) if row else None
+        return _record(CollectionRow, row) if row else None
+
+    def find_collection_by_id(self, collection_id: int) -> CollectionRow | None:
+        """The collection with this internal id, or None."""
+        row = self.conn.execute(
+            f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE id = ?", (collection_id,)
+        ).fetchone()
+        return _record(CollectionRow, row) if row else None
 
     def collection(self, name: str) -> CollectionRow:
         """The collection named ``name``; ResourceNotFoundException when there is none."""
@@ -229,6 +163,7 @@ class Tx:
         for table in ("faces", "users", "changes", "tokens"):
             self.conn.execute(f"DELETE FROM {table} WHERE collection_id = ?", (coll.id,))
         self.conn.execute("DELETE FROM collections WHERE id = ?", (coll.id,))
+        self.deleted_collections.add(coll.id)
 
     def list_collections(self, after: str | None, limit: int) -> list[CollectionRow]:
         """Collections in name order, starting after ``after``."""
@@ -236,7 +171,7 @@ class Tx:
             f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE name > ? ORDER BY name LIMIT ?",
             (after or "", limit),
         ).fetchall()
-        return [CollectionRow(*r) for r in rows]
+        return [_record(CollectionRow, r) for r in rows]
 
     # faces ---------------------------------------------------------------------------------------
     def insert_face(self, coll: CollectionRow, face: NewFace) -> int:
@@ -272,7 +207,7 @@ class Tx:
             f"SELECT {_FACE_COLUMNS}, vector FROM faces WHERE collection_id = ? AND dedup_key = ? ORDER BY label",
             (coll.id, dedup_key),
         ).fetchall()
-        return [(FaceRow(*r[:-1]), blob_to_vector(r[-1])) for r in rows]
+        return [(_record(FaceRow, r), blob_to_vector(r["vector"])) for r in rows]
 
     def faces_by_id(self, coll: CollectionRow, face_ids: Iterable[str]) -> dict[str, FaceRow]:
         """The faces of this collection among ``face_ids``, by FaceId (missing ids are absent)."""
@@ -285,7 +220,7 @@ class Tx:
                 f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND face_id IN ({marks})",
                 (coll.id, *chunk),
             ).fetchall()
-            found.update({r[1]: FaceRow(*r) for r in rows})
+            found.update({r["face_id"]: _record(FaceRow, r) for r in rows})
         return found
 
     def faces_by_label(self, labels: Sequence[int]) -> dict[int, FaceRow]:
@@ -295,7 +230,7 @@ class Tx:
             chunk = [int(x) for x in labels[start : start + 500]]
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE label IN ({marks})", chunk)
-            found.update({r[0]: FaceRow(*r) for r in rows})
+            found.update({r["label"]: _record(FaceRow, r) for r in rows})
         return found
 
     def face_vector(self, label: int) -> Vector:
@@ -303,7 +238,17 @@ class Tx:
         row = self.conn.execute("SELECT vector FROM faces WHERE label = ?", (label,)).fetchone()
         if row is None:
             raise KeyError(label)
-        return blob_to_vector(row[0])
+        return blob_to_vector(row["vector"])
+
+    def face_vectors(self, labels: Sequence[int]) -> dict[int, Vector]:
+        """The stored vectors of these faces, by label (missing labels are absent)."""
+        found: dict[int, Vector] = {}
+        for start in range(0, len(labels), 500):
+            chunk = [int(x) for x in labels[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(f"SELECT label, vector FROM faces WHERE label IN ({marks})", chunk)
+            found.update({r["label"]: blob_to_vector(r["vector"]) for r in rows})
+        return found
 
     def delete_faces(self, coll: CollectionRow, labels: Sequence[int]) -> None:
         """Delete faces (which must belong to ``coll``) and log the removals."""
@@ -315,6 +260,8 @@ class Tx:
         self.conn.execute(
             "UPDATE collections SET face_count = face_count - ? WHERE id = ?", (len(labels), coll.id)
         )
+        if labels:
+            self.deleted_faces.add(coll.id)
         self._compact_log(coll)
 
     def list_faces(
@@ -338,15 +285,15 @@ class Tx:
             f"SELECT {_FACE_COLUMNS} FROM faces WHERE {' AND '.join(where)} ORDER BY label LIMIT ?",
             (*args, limit),
         ).fetchall()
-        return [FaceRow(*r) for r in rows]
+        return [_record(FaceRow, r) for r in rows]
 
     def all_vectors(self, coll: CollectionRow) -> tuple[np.ndarray, np.ndarray]:
         """(labels int64 (N,), vectors float32 (N, D)) of every face of the collection."""
         rows = self.conn.execute(
             "SELECT label, vector FROM faces WHERE collection_id = ? ORDER BY label", (coll.id,)
         ).fetchall()
-        labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").astype(np.float32)
+        labels = np.fromiter((r["label"] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r["vector"] for r in rows), dtype="<f4").astype(np.float32)
         return labels, vectors.reshape(len(rows), coll.dim)
 
     # change log ----------------------------------------------------------------------------------
@@ -354,23 +301,27 @@ class Tx:
         """(floor, head): changes with seq <= floor are compacted away; head is the latest seq."""
         floor = self.conn.execute("SELECT log_floor FROM collections WHERE id = ?", (coll.id,)).fetchone()
         head = self.conn.execute(
-            "SELECT max(seq) FROM changes WHERE collection_id = ?", (coll.id,)
+            "SELECT max(seq) AS head FROM changes WHERE collection_id = ?", (coll.id,)
         ).fetchone()
-        return int(floor[0]) if floor else 0, int(head[0] or 0) if head else 0
+        return int(floor["log_floor"]) if floor else 0, int(head["head"] or 0) if head else 0
 
     def changes_since(self, coll: CollectionRow, seq: int) -> list[tuple[int, int, int, bytes | None]]:
-        """(seq, label, added, vector blob or None) of the changes after ``seq``, in order."""
-        return self.conn.execute(
+        """(seq, label, added, vector blob or None) of the changes after ``seq``, in order.
+
+        The vector comes from the face's row (None once the face is deleted): the log itself
+        holds no vectors."""
+        rows = self.conn.execute(
             "SELECT c.seq, c.label, c.added, f.vector FROM changes c LEFT JOIN faces f ON f.label = c.label"
             " WHERE c.collection_id = ? AND c.seq > ? ORDER BY c.seq",
             (coll.id, seq),
         ).fetchall()
+        return [(r["seq"], r["label"], r["added"], r["vector"]) for r in rows]
 
     def _compact_log(self, coll: CollectionRow) -> None:
         floor, head = self.log_position(coll)
         count = self.conn.execute(
-            "SELECT count(*) FROM changes WHERE collection_id = ? AND seq > ?", (coll.id, floor)
-        ).fetchone()[0]
+            "SELECT count(*) AS n FROM changes WHERE collection_id = ? AND seq > ?", (coll.id, floor)
+        ).fetchone()["n"]
         if count > 2 * LOG_KEEP:
             new_floor = head - LOG_KEEP
             self.conn.execute(
@@ -385,10 +336,10 @@ class Tx:
     # users ---------------------------------------------------------------------------------------
     def find_user(self, coll: CollectionRow, user_id: str) -> UserRow | None:
         row = self.conn.execute(
-            "SELECT user_id, created_at, face_count FROM users WHERE collection_id = ? AND user_id = ?",
+            f"SELECT {_USER_COLUMNS} FROM users WHERE collection_id = ? AND user_id = ?",
             (coll.id, user_id),
         ).fetchone()
-        return UserRow(*row) if row else None
+        return _record(UserRow, row) if row else None
 
     def user(self, coll: CollectionRow, user_id: str) -> UserRow:
         """The user; ResourceNotFoundException when it does not exist."""
@@ -419,14 +370,15 @@ class Tx:
             "UPDATE collections SET user_count = user_count - 1, users_version = users_version + 1 WHERE id = ?",
             (coll.id,),
         )
+        self.deleted_users.add(coll.id)
 
     def list_users(self, coll: CollectionRow, after: str | None, limit: int) -> list[UserRow]:
         rows = self.conn.execute(
-            "SELECT user_id, created_at, face_count FROM users WHERE collection_id = ? AND user_id > ?"
+            f"SELECT {_USER_COLUMNS} FROM users WHERE collection_id = ? AND user_id > ?"
             " ORDER BY user_id LIMIT ?",
             (coll.id, after or "", limit),
         ).fetchall()
-        return [UserRow(*r) for r in rows]
+        return [_record(UserRow, r) for r in rows]
 
     def user_vectors(self, coll: CollectionRow, user_id: str) -> np.ndarray:
         """Vectors (N, D) of the user's faces, in label order."""
@@ -434,7 +386,9 @@ class Tx:
             "SELECT vector FROM faces WHERE collection_id = ? AND user_id = ? ORDER BY label",
             (coll.id, user_id),
         ).fetchall()
-        return np.array([blob_to_vector(r[0]) for r in rows], dtype=np.float32).reshape(len(rows), coll.dim)
+        return np.array([blob_to_vector(r["vector"]) for r in rows], dtype=np.float32).reshape(
+            len(rows), coll.dim
+        )
 
     def set_face_user(self, coll: CollectionRow, labels: Sequence[int], user_id: str | None) -> None:
         """Associate faces with ``user_id`` (None disassociates)."""
@@ -455,9 +409,16 @@ class Tx:
         self.conn.execute("UPDATE collections SET users_version = users_version + 1 WHERE id = ?", (coll.id,))
         return len(vectors)
 
+    def user_centroid(self, coll: CollectionRow, user_id: str) -> Vector | None:
+        """The centroid stored by refresh_user (None for a user without faces or no such user)."""
+        row = self.conn.execute(
+            "SELECT centroid FROM users WHERE collection_id = ? AND user_id = ?", (coll.id, user_id)
+        ).fetchone()
+        return None if row is None or row["centroid"] is None else blob_to_vector(row["centroid"])
+
     def users_version(self, coll: CollectionRow) -> int:
         row = self.conn.execute("SELECT users_version FROM collections WHERE id = ?", (coll.id,)).fetchone()
-        return int(row[0]) if row else -1
+        return int(row["users_version"]) if row else -1
 
     def user_centroids(self, coll: CollectionRow) -> tuple[list[str], list[int], np.ndarray]:
         """(user ids, face counts, centroids (U, D)) of the users that have at least one face."""
@@ -466,8 +427,10 @@ class Tx:
             " ORDER BY user_id",
             (coll.id,),
         ).fetchall()
-        matrix = np.array([blob_to_vector(r[2]) for r in rows], dtype=np.float32).reshape(len(rows), coll.dim)
-        return [r[0] for r in rows], [int(r[1]) for r in rows], matrix
+        matrix = np.array([blob_to_vector(r["centroid"]) for r in rows], dtype=np.float32).reshape(
+            len(rows), coll.dim
+        )
+        return [r["user_id"] for r in rows], [int(r["face_count"]) for r in rows], matrix
 
     # idempotency tokens --------------------------------------------------------------------------
     def find_token(self, coll: CollectionRow, operation: str, token: str) -> tuple[str, str] | None:
@@ -476,7 +439,7 @@ class Tx:
             "SELECT request_hash, response FROM tokens WHERE collection_id = ? AND operation = ? AND token = ?",
             (coll.id, operation, token),
         ).fetchone()
-        return (row[0], row[1]) if row else None
+        return (row["request_hash"], row["response"]) if row else None
 
     def insert_token(
         self, coll: CollectionRow, operation: str, token: str, request_hash: str, response: str
@@ -492,24 +455,26 @@ class Database:
     """The SQLite file under a data directory, with one connection per thread.
 
     ``read()`` gives a consistent snapshot; ``write()`` holds the single write lock
-    (BEGIN IMMEDIATE) and commits on success, rolls back on any exception.
+    (BEGIN IMMEDIATE) and commits on success, rolls back on any exception. Opening applies the
+    schema migrations (a store from a newer facepipe is refused with InternalServerError).
     """
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.data_dir / DB_FILENAME
+        self.data_dir = private_directory(Path(data_dir))
+        self.path = private_file(self.data_dir / DB_FILENAME)
+        for suffix in ("-wal", "-shm"):  # made before these rules, or by another program
+            make_private(self.data_dir / (DB_FILENAME + suffix))
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
-        with self.write() as tx:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    tx.conn.execute(statement)
-            tx.conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-            )
+        self.schema_version = SCHEMA_VERSION
+        try:
+            with self.write() as tx:
+                migrate(tx.conn, str(self.data_dir))
+        except BaseException:
+            self.close()
+            raise
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -517,9 +482,16 @@ class Database:
             if self._closed:
                 raise RuntimeError("the store is closed")
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+            conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # takes effect only in a new, empty database (older ones switch at their first VACUUM)
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             _enable_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA secure_delete = ON")
+            if conn.execute("PRAGMA secure_delete").fetchone()[0] != 1:
+                conn.close()
+                raise InternalServerError("this SQLite cannot overwrite deleted data (secure_delete)")
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -548,6 +520,46 @@ class Database:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def reclaim_space(self) -> None:
+        """Give the database's free pages back to the file system (call outside a transaction).
+
+        A store created with ``auto_vacuum=INCREMENTAL`` moves its last pages into the free ones
+        (cost proportional to the pages freed); an older store is VACUUMed once, which rewrites it
+        whole and switches it to incremental mode for next time. The file shrinks at the next
+        checkpoint (:meth:`erase_log`)."""
+        conn = self._connection()
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+            conn.executescript("PRAGMA incremental_vacuum;")  # executescript runs it to the end
+        else:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
+
+    def erase_log(self) -> None:
+        """Checkpoint the write-ahead log into the database file and truncate it to zero bytes.
+
+        Waits (up to the busy timeout) for other connections' read transactions on older
+        snapshots to end, since their frames cannot be dropped before. InternalServerError when
+        that does not happen in time: the deletion is committed, and the next write that deletes
+        anything (or the next clean close) finishes the erasure.
+        """
+        conn = self._connection()
+        wal = self.path.with_name(self.path.name + "-wal")
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            try:
+                size = wal.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if not busy and size == 0:
+                return
+            if time.monotonic() > deadline:
+                raise InternalServerError(
+                    "the deletion is committed but the write-ahead log could not be truncated: "
+                    "another reader held an old snapshot too long; it is erased at the next deletion"
+                )
+            time.sleep(0.01)
 
     def close(self) -> None:
         """Close every connection this object opened."""

@@ -4,10 +4,16 @@ Vectors are unit length, so inner product is cosine similarity. A collection's i
 (``IndexFlatIP``) up to ``ann_threshold`` faces; above it, a scan of 4-bit product-quantized codes
 (``IndexPQFastScan``, one sub-quantizer per dimension) picks candidates that are then re-ranked
 exactly against the stored vectors (``IndexRefineFlat``). Both are wrapped in ``IndexIDMap`` with the
-faces' int64 labels as ids. Removed faces are taken out of the flat index and filtered out of the
-quantized index's results (it is rebuilt once a tenth of it is removed). Before every search the
-index applies the changes logged since it was last brought up to date, so processes sharing one
-data directory always search what has been committed.
+faces' int64 labels as ids. Before every search the index applies the changes logged since it was
+last brought up to date, so processes sharing one data directory always search what has been
+committed.
+
+Removed faces are erased from the index, not filtered: their float vectors (the flat index, the
+re-ranking store) and their quantized codes are overwritten with zeros and the index shrinks.
+Only quantized indexes are saved to disk (flat ones rebuild from SQLite quickly); a saved file is
+written only under the database's write lock and after catching up to its head, and every write
+that deletes faces of the collection removes the file in that same lock (see :class:`Store`), so a
+saved index never holds a deleted face.
 
 Why a quantized scan and not a graph: face embeddings are high-dimensional and their matches sit
 only moderately closer than strangers, which is where graph indexes lose their way. On 1M
@@ -24,14 +30,16 @@ import os
 import struct
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faiss as _faiss
 import numpy as np
 
-from pipeline.store.db import CollectionRow, Tx, blob_to_vector
+from pipeline.store.db import Tx, blob_to_vector
+from pipeline.store.files import private_directory
+from pipeline.store.records import CollectionRow
 
 PQ_CANDIDATES = 1000
 """Fewest candidates the quantized scan hands to the exact re-ranking per query. On 1M face-shaped
@@ -42,8 +50,11 @@ PQ_TRAINING_SAMPLE = 200_000
 DEFAULT_ANN_THRESHOLD = 100_000
 """Collections with more faces than this are searched with the quantized scan; smaller ones exactly
 (exact search over 100k faces takes about 2 ms per query on one core and finds every match)."""
+MIN_ANN_THRESHOLD = 16
+"""Smallest ann_threshold: training 4-bit codes (16 centroids per sub-quantizer) needs 16 vectors."""
 
 _MAGIC = b"FPIX1\n"
+_TEMP_PREFIX = ".tmp-"
 BUILD_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 """OpenMP threads for building an index; searches use one (a single query gains nothing from
 more, and spinning OpenMP threads next to ONNX Runtime's made one query 100x slower here)."""
@@ -61,12 +72,19 @@ class CollectionIndex:
     index: Any
     """faiss.IndexIDMap over IndexFlatIP, or over IndexRefineFlat(IndexPQFastScan)."""
     applied_seq: int
-    removed: set[int] = field(default_factory=set)
-    """Labels removed from a quantized index but still in it (filtered at search time)."""
+    saved: bool = False
+    """Whether the index file on disk holds exactly this index (quantized indexes only)."""
+    save_due: bool = False
+    """A quantized index just built, to be saved for a fast open next time."""
 
     @property
     def live_count(self) -> int:
-        return int(self.index.ntotal) - len(self.removed)
+        """Faces in the index."""
+        return int(self.index.ntotal)
+
+    def labels(self) -> np.ndarray:
+        """The labels in the index (int64, in index order)."""
+        return np.asarray(faiss.vector_to_array(self.index.id_map), dtype=np.int64)
 
 
 def new_index(kind: str, dim: int, training: np.ndarray | None = None) -> Any:
@@ -94,10 +112,57 @@ def training_sample(vectors: np.ndarray) -> np.ndarray:
     return vectors[:: max(1, len(vectors) // PQ_TRAINING_SAMPLE)]
 
 
+def erase(idx: CollectionIndex, labels: np.ndarray) -> int:
+    """Remove ``labels`` from the index, overwriting their vectors and codes with zeros first
+    (so no copy stays in the index's memory); returns how many were in it."""
+    ids = idx.labels()
+    positions = np.flatnonzero(np.isin(ids, labels))
+    if len(positions) == 0:
+        return 0
+    if idx.kind == "flat":
+        flat = faiss.downcast_index(idx.index.index)
+        rows = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * idx.dim).reshape(flat.ntotal, idx.dim)
+        rows[positions] = 0.0
+        idx.index.remove_ids(faiss.IDSelectorBatch(ids[positions]))  # keeps the order of the rest
+        return len(positions)
+    # IndexRefineFlat has no remove_ids: move the last entry into each freed place (codes, float
+    # vectors and ids alike), zero the last place, and shrink the three by one.
+    refine = faiss.downcast_index(idx.index.index)
+    quantized = faiss.downcast_index(refine.base_index)
+    exact = faiss.downcast_index(refine.refine_index)
+    packer = quantized.get_CodePacker()
+    blocks = faiss.rev_swig_ptr(quantized.codes.get(), quantized.codes.size()).reshape(-1, packer.block_size)
+    count = int(exact.ntotal)
+    rows = faiss.rev_swig_ptr(exact.get_xb(), count * idx.dim).reshape(count, idx.dim)
+    zero_code = np.zeros(packer.code_size, dtype=np.uint8)
+    for position in sorted(positions.tolist(), reverse=True):
+        last = count - 1
+        if position != last:
+            packer.pack_1(packer.unpack_1(blocks, last), position, blocks)
+            rows[position] = rows[last]
+            ids[position] = ids[last]
+        packer.pack_1(zero_code, last, blocks)
+        rows[last] = 0.0
+        count -= 1
+    quantized.ntotal = count
+    quantized.codes.resize(-(-count // packer.nvec) * packer.block_size)
+    exact.ntotal = count
+    exact.codes.resize(count * exact.code_size)
+    refine.ntotal = count
+    faiss.copy_array_to_vector(np.ascontiguousarray(ids[:count]), idx.index.id_map)
+    idx.index.ntotal = count
+    return len(positions)
+
+
 class IndexSet:
     """The per-collection indexes of one process, with their locks and optional disk copies."""
 
     def __init__(self, index_dir: Path | None, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
+        if ann_threshold < MIN_ANN_THRESHOLD:
+            raise ValueError(
+                f"the ANN threshold must be at least {MIN_ANN_THRESHOLD} faces (the quantizer's "
+                f"training needs that many); got {ann_threshold}"
+            )
         self.index_dir = index_dir
         self.ann_threshold = ann_threshold
         self._indexes: dict[int, CollectionIndex] = {}
@@ -109,7 +174,10 @@ class IndexSet:
             return self._locks.setdefault(collection_id, threading.Lock())
 
     def current(self, tx: Tx, coll: CollectionRow) -> CollectionIndex:
-        """The collection's index brought up to the snapshot of ``tx`` (call with lock_for held)."""
+        """The collection's index brought up to the snapshot of ``tx`` (call with lock_for held).
+
+        A quantized index loaded from disk that had to erase faces deleted since it was saved
+        (a file written before deletions removed it) has its file removed."""
         floor, head = tx.log_position(coll)
         idx = self._indexes.get(coll.id)
         if idx is None:
@@ -117,9 +185,11 @@ class IndexSet:
         if idx is None or idx.applied_seq < floor or idx.applied_seq > head:
             idx = self._build(tx, coll, head)
         elif idx.applied_seq < head:
-            self._catch_up(tx, coll, idx)
+            if self._catch_up(tx, coll, idx) and idx.saved:
+                self.purge_saved(coll.id)
+                idx.saved = False
             if (idx.kind == "flat" and idx.live_count > self.ann_threshold) or (
-                idx.kind == "pq" and len(idx.removed) > max(1000, idx.index.ntotal // 10)
+                idx.kind == "pq" and idx.live_count < self.ann_threshold * 9 // 10
             ):
                 idx = self._build(tx, coll, head)
         self._indexes[coll.id] = idx
@@ -135,12 +205,10 @@ class IndexSet:
                 index.add_with_ids(vectors, labels)
             finally:
                 faiss.omp_set_num_threads(1)
-        idx = CollectionIndex(coll.id, coll.dim, kind, index, head)
-        if kind == "pq":
-            self._save(idx)
-        return idx
+        return CollectionIndex(coll.id, coll.dim, kind, index, head, save_due=kind == "pq")
 
-    def _catch_up(self, tx: Tx, coll: CollectionRow, idx: CollectionIndex) -> None:
+    def _catch_up(self, tx: Tx, coll: CollectionRow, idx: CollectionIndex) -> int:
+        """Apply the logged changes after idx.applied_seq; returns how many faces were erased."""
         added: dict[int, np.ndarray] = {}
         removed: list[int] = []
         never_held: set[int] = set()  # added and already deleted in this snapshot: not in the index
@@ -158,15 +226,12 @@ class IndexSet:
                 never_held.discard(label)
             else:
                 removed.append(label)
-        if removed:
-            if idx.kind == "flat":
-                idx.index.remove_ids(np.array(removed, dtype=np.int64))
-            else:
-                idx.removed.update(removed)
+        erased = erase(idx, np.array(removed, dtype=np.int64)) if removed else 0
         if added:
             labels = np.fromiter(added.keys(), dtype=np.int64, count=len(added))
             idx.index.add_with_ids(np.stack(list(added.values())).astype(np.float32), labels)
         idx.applied_seq = last
+        return erased
 
     def search(
         self, idx: CollectionIndex, query: np.ndarray, k: int, min_score: float
@@ -186,14 +251,10 @@ class IndexSet:
         want = min(k, total)
         k_try = min(want, 64)
         while True:
-            fetch = min(k_try + len(idx.removed), int(idx.index.ntotal))
+            fetch = min(k_try, total)
             params = faiss.IndexRefineSearchParameters(k_factor=max(2.0, PQ_CANDIDATES / fetch))
             scores, labels = idx.index.search(q, fetch, params=params)
-            hits = [
-                (int(lab), float(s))
-                for s, lab in zip(scores[0], labels[0], strict=True)
-                if lab >= 0 and int(lab) not in idx.removed
-            ][:k_try]
+            hits = [(int(lab), float(s)) for s, lab in zip(scores[0], labels[0], strict=True) if lab >= 0]
             above = [h for h in hits if h[1] >= min_score]
             if len(above) < len(hits) or k_try >= want:
                 return above[:k]
@@ -203,19 +264,45 @@ class IndexSet:
     def _path(self, collection_id: int) -> Path | None:
         return None if self.index_dir is None else self.index_dir / f"collection-{collection_id}.faiss"
 
-    def _save(self, idx: CollectionIndex) -> None:
+    def save(self, idx: CollectionIndex) -> None:
+        """Write a quantized index to its file (0600, atomically). Call it only while holding the
+        database's write lock with ``idx`` caught up to the head, so that no deletion can commit
+        between the catch-up and the file (see Store.persist_index)."""
         path = self._path(idx.collection_id)
+        if path is None or idx.kind != "pq":
+            return
+        private_directory(path.parent)
+        header = json.dumps(
+            {"kind": idx.kind, "dim": idx.dim, "applied_seq": idx.applied_seq, "removed": []}
+        ).encode()
+        body = faiss.serialize_index(idx.index)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)  # mkstemp: mode 0600
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_MAGIC + struct.pack("<Q", len(header)) + header)
+                f.write(memoryview(body))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        idx.saved = True
+        idx.save_due = False
+
+    def purge_saved(self, collection_id: int) -> None:
+        """Remove the collection's index file, and any half-written one a crash left behind.
+
+        Called inside every write transaction that deletes faces of the collection (holding the
+        write lock, so no save is in progress)."""
+        path = self._path(collection_id)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        header = json.dumps(
-            {"kind": idx.kind, "dim": idx.dim, "applied_seq": idx.applied_seq, "removed": sorted(idx.removed)}
-        ).encode()
-        body = faiss.serialize_index(idx.index).tobytes()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + struct.pack("<Q", len(header)) + header + body)
-        os.replace(tmp, path)
+        path.unlink(missing_ok=True)
+        if path.parent.is_dir():
+            for stale in path.parent.glob(_TEMP_PREFIX + "*"):
+                stale.unlink(missing_ok=True)
+        idx = self._indexes.get(collection_id)
+        if idx is not None:
+            idx.saved = False
 
     def _load(self, coll: CollectionRow, floor: int, head: int) -> CollectionIndex | None:
         path = self._path(coll.id)
@@ -230,23 +317,29 @@ class IndexSet:
             header = json.loads(data[start : start + size])
             index = faiss.deserialize_index(np.frombuffer(data[start + size :], dtype=np.uint8))
             kind, dim, applied_seq = str(header["kind"]), int(header["dim"]), int(header["applied_seq"])
-            removed = {int(label) for label in header["removed"]}
+            filtered = [int(label) for label in header["removed"]]
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, struct.error):
             return None  # unreadable or tampered: rebuilt from SQLite instead
         if kind != "pq" or dim != coll.dim or not floor <= applied_seq <= head:
             return None
-        return CollectionIndex(coll.id, coll.dim, kind, index, applied_seq, removed)
+        idx = CollectionIndex(coll.id, coll.dim, kind, index, applied_seq, saved=True)
+        if filtered:  # saved by an older facepipe, which kept removed faces in the index
+            erase(idx, np.array(filtered, dtype=np.int64))
+            self.purge_saved(coll.id)
+            idx.saved = False
+        return idx
 
-    def save_all(self) -> None:
-        """Write every quantized index to disk (for a fast open next time)."""
-        for idx in list(self._indexes.values()):
-            if idx.kind == "pq":
-                with self.lock_for(idx.collection_id):
-                    self._save(idx)
+    def holds(self, collection_id: int) -> bool:
+        """Whether this process holds the collection's index in memory."""
+        return collection_id in self._indexes
+
+    def cached(self) -> list[CollectionIndex]:
+        """The indexes this process holds in memory."""
+        return list(self._indexes.values())
 
     def forget(self, collection_id: int) -> None:
-        """Drop a deleted collection's index from memory and disk."""
-        self._indexes.pop(collection_id, None)
-        path = self._path(collection_id)
-        if path is not None:
-            path.unlink(missing_ok=True)
+        """Drop a deleted collection's index from memory (zeroing it) and its file from disk."""
+        idx = self._indexes.pop(collection_id, None)
+        if idx is not None and idx.live_count:
+            erase(idx, idx.labels())
+        self.purge_saved(collection_id)

@@ -7,8 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import faiss
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -18,8 +18,11 @@ from synthetic_faces import DIM, LinearEngine, index_vectors
 
 from pipeline.config import Settings
 from pipeline.service import FacePipe
+from pipeline.store.index import MIN_ANN_THRESHOLD
 
 USERS = ["u1", "u2", "u3"]
+KINDS_SEEN: set[str] = set()
+"""Index kinds the machine's runs searched with (checked by the last test of this module)."""
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -31,9 +34,17 @@ class StoreMachine(RuleBasedStateMachine):
         self.faces: dict[str, str | None] = {}  # FaceId -> UserId
         self.users: set[str] = set()
         self.counter = 0
+        # start just below the ANN threshold: the first indexing steps cross into the quantized
+        # index, and deletions cross back
+        start = np.random.default_rng(0).normal(size=(MIN_ANN_THRESHOLD - 1, DIM))
+        for face_id in index_vectors(self.fp, "c", list(start), prefix="start-"):
+            self.faces[face_id] = None
+        self.kinds: set[str] = set()
 
     def _open(self) -> FacePipe:
-        return FacePipe(Settings(data_dir=self.dir, cache_dir=self.dir / "cache"), engine=LinearEngine())
+        # a small ANN threshold, so that runs cross into the quantized index and back
+        settings = Settings(data_dir=self.dir, cache_dir=self.dir / "cache", ann_threshold=MIN_ANN_THRESHOLD)
+        return FacePipe(settings, engine=LinearEngine())
 
     @rule(seed=st.integers(0, 10_000), count=st.integers(1, 3))
     def index(self, seed: int, count: int) -> None:
@@ -113,9 +124,11 @@ class StoreMachine(RuleBasedStateMachine):
             coll = tx.collection("c")
             labels = {r.label for r in tx.list_faces(coll, 0, 100_000)}
         index = store.index_of(coll)
-        assert set(faiss.vector_to_array(index.index.id_map).tolist()) - index.removed == labels
+        assert set(index.labels().tolist()) == labels
+        self.kinds.add(index.kind)
 
     def teardown(self) -> None:
+        KINDS_SEEN.update(self.kinds)
         self.fp.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -124,3 +137,10 @@ TestStoreMachine = StoreMachine.TestCase
 TestStoreMachine.settings = settings(
     max_examples=25, stateful_step_count=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+
+
+def test_machine_runs_reached_both_index_kinds() -> None:
+    """The runs above crossed the ANN threshold: the quantized index was checked, not only the exact one."""
+    if not KINDS_SEEN:
+        pytest.skip("run together with TestStoreMachine")
+    assert {"flat", "pq"} == KINDS_SEEN

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import faiss
 import pytest
 
 from pipeline.store import Store
@@ -59,7 +58,7 @@ def check_consistent(data_dir: Path, acknowledged: list[tuple[str, str]]) -> int
         for user in users:
             assert user.face_count == sum(r.user_id == user.user_id for r in rows)
         index = store.index_of(coll)
-        labels = set(faiss.vector_to_array(index.index.id_map).tolist()) - index.removed
+        labels = set(index.labels().tolist())
         assert labels == {r.label for r in rows}
         return len(rows)
     finally:
