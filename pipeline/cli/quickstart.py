@@ -28,13 +28,18 @@ GROUP_PHOTO = "t1.jpg"
 PORTRAIT = "Tom_Hanks_54745.png"
 NO_FACE_PHOTO = "mask_white.jpg"
 USER_ID = "tom-hanks"
+SAMPLE_PHOTOS_INSTALL = "pip install --no-deps insightface==2.1"
+"""How to add the sample photos: only insightface's data files are used, not its code or dependencies."""
 
 
 def sample_images_dir() -> Path:
     """insightface's data/images folder (the sample photos installed with the package)."""
     spec = importlib.util.find_spec("insightface")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the insightface package (which ships the sample photos) is not installed")
+        raise FileNotFoundError(
+            "the sample photos ship in the insightface package, which is not installed; "
+            f"add them with: {SAMPLE_PHOTOS_INSTALL}"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "images"
 
 

@@ -5,7 +5,8 @@
                    [--server-client http|boto3] [--server-no-auth] [--server-threads N]
                    [--compare OLD.json [NEW.json]] [--readme-section RESULTS.json]
 
-Writes DIR/results.json (schema in pipeline.cli.bench.report), DIR/summary.md and PNG plots.
+Writes DIR/results.json (schema in pipeline.cli.bench.report), DIR/summary.md and PNG plots
+(the plots need matplotlib, the ``bench`` extra; without it the run says so in one line).
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ def _run(args: argparse.Namespace, argv: list[str], old_run: dict[str, Any] | No
         result.seconds = time.perf_counter() - start
         suites[name] = result
         print(f"facepipe bench: {name} {result.status} in {result.seconds:.1f} s", file=sys.stderr)
-    from pipeline.cli.bench.plots import draw_plots
+    from pipeline.cli.bench.plots import draw_plots, plots_unavailable
 
     run: dict[str, Any] = {
         "schema": SCHEMA,
@@ -278,9 +279,13 @@ def _run(args: argparse.Namespace, argv: list[str], old_run: dict[str, Any] | No
         "suites": {n: s.to_json() for n, s in suites.items()},
         "plots": [],
     }
-    run["plots"] = draw_plots(run, out)
+    plots_note = plots_unavailable()
+    if plots_note is None:
+        run["plots"] = draw_plots(run, out)
+    else:
+        print(f"facepipe bench: {plots_note}", file=sys.stderr)
     write_run(run, out / "results.json")
-    (out / "summary.md").write_text(markdown_summary(run))
+    (out / "summary.md").write_text(markdown_summary(run, plots_note or ""))
     if old_run is not None:
         text = markdown_compare(old_run, run)
         (out / "compare.md").write_text(text)

@@ -1,17 +1,40 @@
-"""PNG plots of a run (matplotlib, Agg backend): one or two per suite, drawn from figures and details."""
+"""PNG plots of a run (matplotlib, Agg backend): one or two per suite, drawn from figures and details.
+
+matplotlib is optional (the ``bench`` extra): :func:`draw_plots` imports it when called, and
+:func:`plots_unavailable` says in one line why plots cannot be drawn here and how to get them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure as MplFigure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure as MplFigure
+PLOTS_INSTALL = "pip install 'facepipe[bench]'"
+"""How to install what the plots need."""
+
+
+def plots_unavailable() -> str | None:
+    """None when matplotlib imports; else one line saying the plots are not drawn and how to get them."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return f"plots not drawn: matplotlib is not installed ({PLOTS_INSTALL} adds it)"
+    return None
+
+
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (imported on first use: matplotlib is optional)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
 
 
 def _figures(suite: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
@@ -29,7 +52,7 @@ def _errorbar(ax: Axes, xs: list[float], figs: list[dict[str, Any]], label: str,
 def _save(fig: MplFigure, out: Path, name: str) -> str:
     fig.tight_layout()
     fig.savefig(out / name, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return name
 
 
@@ -41,7 +64,7 @@ def plot_pipeline(suite: dict[str, Any], out: Path) -> list[str]:
     detect = sorted(_figures(suite, "detect.ms."), key=lambda f: f["params"]["size"])
     detect_peer = sorted(_figures(suite, "detect.opencv_ms."), key=lambda f: f["params"]["size"])
     if embed or detect:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        fig, axes = _pyplot().subplots(1, 2, figsize=(10, 4))
         if embed:
             _errorbar(axes[0], [f["params"]["batch"] for f in embed], embed, "facepipe (ONNX Runtime)")
         if peer:
@@ -72,7 +95,7 @@ def plot_search(suite: dict[str, Any], out: Path) -> list[str]:
     curves: dict[str, list[list[float]]] = suite["details"].get("p50_ms_by_size", {})
     if not any(curves.values()):
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = _pyplot().subplots(1, 2, figsize=(10, 4))
     labels = {
         "exact": "facepipe exact",
         "ann": "facepipe ANN (PQ scan + exact re-rank)",
@@ -104,7 +127,7 @@ def plot_associate(suite: dict[str, Any], out: Path) -> list[str]:
     figs = sorted(_figures(suite, "calls_per_s.u"), key=lambda f: f["params"]["user_faces"])
     if not figs:
         return []
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _pyplot().subplots(figsize=(6, 4))
     _errorbar(ax, [f["params"]["user_faces"] for f in figs], figs, "AssociateFaces")
     ax.set(xlabel="faces already associated with the user", ylabel="calls per second", title="AssociateFaces")
     ax.set_ylim(bottom=0)
@@ -117,7 +140,7 @@ def plot_accuracy(suite: dict[str, Any], out: Path) -> list[str]:
     d = suite["details"]
     names: list[str] = []
     if d.get("roc"):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        fig, axes = _pyplot().subplots(1, 2, figsize=(10, 4))
         far, tar = d["roc"]["far"], d["roc"]["tar"]
         floor = 1.0 / max(1, d["roc"]["impostor"])
         axes[0].plot([max(x, floor / 2) for x in far], tar, "-", label="ROC")
@@ -143,7 +166,7 @@ def plot_accuracy(suite: dict[str, Any], out: Path) -> list[str]:
         axes[1].legend()
         names.append(_save(fig, out, "accuracy_roc.png"))
     if d.get("reliability"):
-        fig, ax = plt.subplots(figsize=(5, 5))
+        fig, ax = _pyplot().subplots(figsize=(5, 5))
         rows = d["reliability"]
         ax.plot([0, 1], [0, 1], "k:", label="perfectly calibrated")
         ax.plot(
@@ -172,7 +195,7 @@ def plot_server(suite: dict[str, Any], out: Path) -> list[str]:
     operations = list(dict.fromkeys(f["params"]["operation"] for f in _figures(suite, "http.")))
     if not operations:
         return []
-    fig, axes = plt.subplots(1, len(operations), figsize=(4.2 * len(operations), 3.6), squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(operations), figsize=(4.2 * len(operations), 3.6), squeeze=False)
     for ax, operation in zip(axes[0], operations, strict=True):
         for mode, label, fmt in (("http", "HTTP", "o-"), ("in_process", "in process", "s--")):
             figs = sorted(
@@ -201,6 +224,7 @@ def draw_plots(run: dict[str, Any], out: Path) -> list[str]:
     """Draw every plot the run's suites support into ``out``; file names relative to ``out``.
 
     Each suite's ``details["plots"]`` lists its own files (the markdown summary links them).
+    Needs matplotlib (check :func:`plots_unavailable` first).
     """
     every: list[str] = []
     for name, suite in run["suites"].items():

@@ -190,8 +190,11 @@ def _figure_rows(figures: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
-def markdown_summary(run: dict[str, Any]) -> str:
-    """The human summary of a run: machine, provider, one table per suite, notes and plots."""
+def markdown_summary(run: dict[str, Any], plots_note: str = "") -> str:
+    """The human summary of a run: machine, provider, one table per suite, notes and plots.
+
+    plots_note: one line saying why the run has no plots (empty when they were drawn).
+    """
     m = run["machine"]
     p = run["provider"]
     gpu = ", ".join(g["name"] for g in m.get("gpus", [])) or "none"
@@ -211,6 +214,8 @@ def markdown_summary(run: dict[str, Any]) -> str:
         "Ratios (unit x) compare with a peer measured in the same runs: peer time / facepipe time, "
         "so above 1x facepipe is faster.",
     ]
+    if plots_note:
+        lines += ["", f"Note: {plots_note}."]
     for name, suite in run["suites"].items():
         lines += ["", f"## {name}", ""]
         if suite["status"] != "ok":
