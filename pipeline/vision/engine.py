@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +41,7 @@ from pipeline.types import LANDMARK_TYPES, BoundingBox, DetectedFace, Landmark
 from pipeline.vision.align import CROP_SIZE, align_face
 from pipeline.vision.calibration import SimilarityMap
 from pipeline.vision.detect import Detections
+from pipeline.vision.embed import FlipAveragedEmbedder
 from pipeline.vision.image import DecodedImage, decode_image
 from pipeline.vision.packs import LoadedPack, load_pack
 from pipeline.vision.providers import CPU, choose_providers
@@ -220,7 +221,7 @@ class FaceEngine:
 
 _PACKS: dict[tuple[str, str, Path, int], LoadedPack] = {}
 _STREAMS: dict[tuple[str, str, Path, int], Streams] = {}
-_ENGINES: dict[tuple[str, str, Path, int, int], FaceEngine] = {}
+_ENGINES: dict[tuple[str, str, Path, int, int, bool], FaceEngine] = {}
 _LOCK = threading.Lock()
 
 
@@ -248,21 +249,27 @@ def get_engine(settings: Settings | None = None) -> FaceEngine:
     when needed, and opens the ONNX Runtime sessions: single-threaded ones that the engine runs on
     ``settings.threads`` streams (0 = one per usable core), and, with more than one stream on the
     CPU, ones with that many intra-op threads for single calls. Later calls return the same
-    object (one per threads and max_image_bytes, sharing the loaded models and the streams).
+    object (one per threads, max_image_bytes and flip_embeddings, sharing the loaded models and
+    the streams).
     """
     settings = settings if settings is not None else Settings.from_env()
     pack_key = (settings.model_pack, settings.provider, Path(settings.cache_dir))
     streams = engine_streams(settings.threads)
     with _LOCK:
-        engine = _ENGINES.get((*pack_key, streams, settings.max_image_bytes))
+        engine_key = (*pack_key, streams, settings.max_image_bytes, settings.flip_embeddings)
+        engine = _ENGINES.get(engine_key)
         if engine is None:
             stream_pack = _loaded(settings, 1)
             latency_pack = stream_pack
             if streams > 1 and stream_pack.providers[0] == CPU:
                 latency_pack = _loaded(settings, streams)
+            if settings.flip_embeddings:
+                stream_pack, latency_pack = (
+                    replace(p, embedder=FlipAveragedEmbedder(p.embedder)) for p in (stream_pack, latency_pack)
+                )
             pool = _STREAMS.setdefault((*pack_key, streams), Streams(streams))
             engine = FaceEngine(latency_pack, stream_pack, settings.max_image_bytes, pool)
-            _ENGINES[(*pack_key, streams, settings.max_image_bytes)] = engine
+            _ENGINES[engine_key] = engine
     return engine
 
 
