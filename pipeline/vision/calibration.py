@@ -1,68 +1,85 @@
 """Calibrated Similarity: cosine similarity of two embeddings -> 0-100.
 
-The map is a logistic curve in the cosine, rescaled so cosine -1 gives exactly 0 and cosine 1
-exactly 100. It is fixed by two anchors fitted on labeled pairs (scripts/calibrate.py):
-``cosine_at_80`` (where about 1 in 1,000 pairs of strangers scores higher) and ``cosine_at_99``
-(where far fewer strangers, but still most genuine pairs, score higher). Both directions are
-exact closed forms, so ``cosine_at(similarity(c)) == c``.
+The map is piecewise linear in the cosine between anchors (cosine, similarity) fitted on labeled
+pairs by scripts/calibrate.py and stored in the pack's manifest. It runs from exactly 0 at cosine
+-1 to exactly 100 at cosine 1, and each anchor in between sits on the strangers' measured
+false-accept curve (for the default pack: 50 where 1 in 100 pairs of strangers scores higher, 80
+where 1 in 1,000 does, 90 at 1 in 10,000, 95 at 1 in 100,000, 99 above every pair of strangers
+measured), so scores keep their resolution: strangers are graded over the low range and genuine
+pairs over the high one, and pairs above 99 are spread by their cosine up to 100.
+
+Both directions are strictly increasing and exact inverses of each other (to float rounding):
+``cosine_at(similarity(c)) == c`` and ``similarity(cosine_at(s)) == s``; at an anchor both are
+exact.
 """
 
 from __future__ import annotations
 
-import math
+import bisect
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
 
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
 @dataclass(frozen=True)
 class SimilarityMap:
-    """Monotone map between cosine (-1..1) and Similarity (0..100), anchored at 80 and 99."""
+    """Monotone piecewise-linear map between cosine (-1..1) and Similarity (0..100).
 
-    cosine_at_80: float
-    cosine_at_99: float
+    ``anchors``: (cosine, similarity) points, both strictly increasing, the first (-1, 0) and the
+    last (1, 100).
+    """
+
+    anchors: tuple[tuple[float, float], ...]
 
     def __post_init__(self) -> None:
-        if not -1.0 < self.cosine_at_80 < self.cosine_at_99 < 1.0:
-            raise ValueError("calibration needs -1 < cosine_at_80 < cosine_at_99 < 1")
+        points = tuple((float(c), float(s)) for c, s in self.anchors)
+        object.__setattr__(self, "anchors", points)
+        if len(points) < 2 or points[0] != (-1.0, 0.0) or points[-1] != (1.0, 100.0):
+            raise ValueError("calibration anchors must run from (cosine -1, 0) to (cosine 1, 100)")
+        for (c0, s0), (c1, s1) in itertools.pairwise(points):
+            if not (c0 < c1 and s0 < s1):
+                raise ValueError(
+                    f"calibration anchors must increase in both cosine and similarity; got "
+                    f"({c0}, {s0}) then ({c1}, {s1})"
+                )
+
+    @classmethod
+    def from_inner_anchors(cls, inner: dict[float, float]) -> SimilarityMap:
+        """From {similarity: cosine} for the anchors strictly between 0 and 100."""
+        points = sorted((float(c), float(s)) for s, c in inner.items())
+        return cls(((-1.0, 0.0), *points, (1.0, 100.0)))
 
     @classmethod
     def from_manifest(cls, calibration: dict[str, Any]) -> SimilarityMap:
-        """From a manifest's ``calibration`` object."""
-        return cls(float(calibration["cosine_at_80"]), float(calibration["cosine_at_99"]))
+        """From a manifest's ``calibration`` object: its ``anchors`` list of {similarity, cosine}."""
+        if calibration.get("kind") != "piecewise_linear":
+            raise ValueError(
+                f"calibration kind must be 'piecewise_linear' (refit with scripts/calibrate.py); "
+                f"got {calibration.get('kind')!r}"
+            )
+        return cls.from_inner_anchors(
+            {float(a["similarity"]): float(a["cosine"]) for a in calibration["anchors"]}
+        )
 
-    @property
-    def _slope(self) -> float:
-        # logistic 100 * sigmoid(slope * (c - centre)): 80 at logit(0.8), 99 at logit(0.99)
-        return (math.log(99.0) - math.log(4.0)) / (self.cosine_at_99 - self.cosine_at_80)
-
-    @property
-    def _centre(self) -> float:
-        return self.cosine_at_80 - math.log(4.0) / self._slope
-
-    def _raw(self, cosine: float) -> float:
-        return _sigmoid(self._slope * (cosine - self._centre))
+    def anchor_cosine(self, similarity: float) -> float:
+        """The cosine of the anchor at exactly ``similarity``; KeyError if there is none."""
+        for c, s in self.anchors:
+            if s == float(similarity):
+                return c
+        raise KeyError(similarity)
 
     def similarity(self, cosine: float) -> float:
         """Similarity 0-100 for a cosine similarity (values outside -1..1 are clipped)."""
         c = min(1.0, max(-1.0, float(cosine)))
-        low, high = self._raw(-1.0), self._raw(1.0)
-        return min(100.0, max(0.0, 100.0 * (self._raw(c) - low) / (high - low)))
+        cosines = [a[0] for a in self.anchors]
+        i = min(bisect.bisect_right(cosines, c), len(cosines) - 1) - 1
+        (c0, s0), (c1, s1) = self.anchors[i], self.anchors[i + 1]
+        return min(100.0, max(0.0, s0 + (c - c0) * (s1 - s0) / (c1 - c0)))
 
     def cosine_at(self, similarity: float) -> float:
-        """The cosine whose Similarity is ``similarity`` (0 -> -1, 100 -> 1)."""
-        s = float(similarity)
-        if s <= 0.0:
-            return -1.0
-        if s >= 100.0:
-            return 1.0
-        low, high = self._raw(-1.0), self._raw(1.0)
-        p = low + s / 100.0 * (high - low)
-        cosine = self._centre + math.log(p / (1.0 - p)) / self._slope
-        return min(1.0, max(-1.0, cosine))
+        """The cosine whose Similarity is ``similarity`` (0 -> -1, 100 -> 1; clipped outside)."""
+        s = min(100.0, max(0.0, float(similarity)))
+        levels = [a[1] for a in self.anchors]
+        i = min(bisect.bisect_right(levels, s), len(levels) - 1) - 1
+        (c0, s0), (c1, s1) = self.anchors[i], self.anchors[i + 1]
+        return min(1.0, max(-1.0, c0 + (s - s0) * (c1 - c0) / (s1 - s0)))

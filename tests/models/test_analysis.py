@@ -77,7 +77,9 @@ def test_compare_faces_finds_the_same_face_in_a_group(engine: FaceEngine, sample
     )
     similarities = [m["Similarity"] for m in everyone["FaceMatches"]]
     assert len(similarities) == 6 and similarities == sorted(similarities, reverse=True)
-    assert similarities[1] < 50
+    # the closest stranger (same photo, same light) stays well below the default 80: under 70,
+    # where about 1 in 450 pairs of strangers scores higher (models/calibration.md)
+    assert similarities[1] < 70
 
 
 def test_compare_faces_errors(engine: FaceEngine, sample_images: Path) -> None:
