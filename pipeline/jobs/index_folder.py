@@ -370,8 +370,7 @@ def _exclusive_job(ledger: JobLedger, job_id: int, collection_id: str, root: Pat
     take the first one's pending files for an interrupted run's and delete their faces."""
     from pipeline.errors import ResourceInUseException
 
-    lock_path = ledger.path.parent / f"{ledger.path.name}.job{job_id}.lock"
-    with lock_path.open("a") as lock:
+    with ledger.lock_file(job_id).open("a") as lock:
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

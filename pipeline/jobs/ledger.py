@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.store.files import make_private, private_directory, private_file
+
 LEDGER_FILE_NAME = "jobs.sqlite3"
 """The ledger's file name inside the data directory."""
 
@@ -119,8 +121,11 @@ class JobLedger:
     """The ledger database; use one instance per thread (it holds one SQLite connection)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        # owner-only like the store: SQLite gives its -wal and -shm files the database file's mode
+        private_directory(path.parent)
+        self.path = private_file(path)
+        for suffix in ("-wal", "-shm"):
+            make_private(path.with_name(path.name + suffix))
         self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -132,6 +137,10 @@ class JobLedger:
     def in_data_dir(cls, data_dir: Path) -> JobLedger:
         """The ledger kept in ``data_dir``."""
         return cls(data_dir / LEDGER_FILE_NAME)
+
+    def lock_file(self, job_id: int) -> Path:
+        """The job's lock file beside the ledger (created 0600 if missing), for one run at a time."""
+        return private_file(self.path.with_name(f"{self.path.name}.job{job_id}.lock"))
 
     def close(self) -> None:
         """Close the connection."""
