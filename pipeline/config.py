@@ -35,6 +35,12 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("facepipe", appauthor=False))
 
 
+def default_store() -> str | None:
+    """``$FACEPIPE_STORE`` if set (a ``postgresql://`` URL: a database shared by several servers and
+    jobs), else None: SQLite in the data directory."""
+    return os.environ.get("FACEPIPE_STORE") or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with Rekognition-like defaults.
@@ -51,6 +57,8 @@ class Settings:
       local directory whose sub-directories are buckets. Neither set: S3Object is refused.
     ann_threshold: collections with more faces than this are searched with the quantized index
       (FACEPIPE_ANN_THRESHOLD); None: the store's default (pipeline.store.index.DEFAULT_ANN_THRESHOLD).
+    store: a ``postgresql://user:password@host:port/db`` URL (FACEPIPE_STORE) for the PostgreSQL
+      store several servers and jobs share; None: SQLite in data_dir.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -64,6 +72,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_root: Path | None = None
     ann_threshold: int | None = None
+    store: str | None = field(default_factory=default_store)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.config import Settings
+from pipeline.errors import InternalServerError
 from pipeline.store import db
 from pipeline.store.db import Database
 from pipeline.store.index import DEFAULT_ANN_THRESHOLD, CollectionIndex, IndexSet
@@ -179,8 +180,17 @@ class Store:
 
 
 def open_store(settings: Settings) -> Store:
-    """The store ``settings`` name: SQLite + FAISS under settings.data_dir."""
+    """The store ``settings`` name: PostgreSQL when settings.store is a postgresql:// URL
+    (pipeline.store.postgres), else SQLite + FAISS under settings.data_dir."""
     threshold = DEFAULT_ANN_THRESHOLD if settings.ann_threshold is None else settings.ann_threshold
+    if settings.store:
+        try:
+            from pipeline.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise InternalServerError(
+                f"a PostgreSQL store needs psycopg ({exc}): pip install 'facepipe[postgresql]'"
+            ) from exc
+        return PostgresStore(settings.store, ann_threshold=threshold)
     return Store(settings.data_dir, ann_threshold=threshold)
 
 
