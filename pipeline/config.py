@@ -18,6 +18,12 @@ DEFAULT_MAX_IMAGE_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024
 """Largest image accepted as an S3Object (Rekognition's limit is 15 MB)."""
 
+DEFAULT_DECODE_BUDGET_BYTES = 1024 * 1024 * 1024
+"""Memory the image decodes running at once may use together (1 GiB; pipeline.vision.image)."""
+
+DEFAULT_DECODE_WAIT_SECONDS = 10.0
+"""How long a decode waits for room in that budget before ThrottlingException."""
+
 
 def default_data_dir() -> Path:
     """``$FACEPIPE_HOME`` if set, else the platform's user data directory for facepipe."""
@@ -53,6 +59,9 @@ class Settings:
       found on disk (e.g. 'buffalo_l').
     flip_embeddings: each face's embedding is the normalised mean of its aligned crop's and its
       mirror image's (twice the embedding work; off by default; FACEPIPE_FLIP_EMBEDDINGS=1).
+    decode_budget_bytes / decode_wait_seconds: the process's image-decode memory budget and how
+      long a decode waits for room in it before ThrottlingException (FACEPIPE_DECODE_BUDGET_BYTES,
+      FACEPIPE_DECODE_WAIT_SECONDS); see pipeline.vision.image.
     s3_endpoint_url / s3_root: where Image.S3Object is read from: an S3-compatible endpoint, or a
       local directory whose sub-directories are buckets. Neither set: S3Object is refused.
     ann_threshold: collections with more faces than this are searched with the quantized index
@@ -65,6 +74,8 @@ class Settings:
     cache_dir: Path = field(default_factory=default_cache_dir)
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     max_s3_image_bytes: int = DEFAULT_MAX_S3_IMAGE_BYTES
+    decode_budget_bytes: int = DEFAULT_DECODE_BUDGET_BYTES
+    decode_wait_seconds: float = DEFAULT_DECODE_WAIT_SECONDS
     provider: str = "auto"
     threads: int = 0
     model_pack: str = "default"
@@ -81,6 +92,10 @@ class Settings:
         values: dict[str, object] = {}
         if env.get("FACEPIPE_MAX_IMAGE_BYTES"):
             values["max_image_bytes"] = int(env["FACEPIPE_MAX_IMAGE_BYTES"])
+        if env.get("FACEPIPE_DECODE_BUDGET_BYTES"):
+            values["decode_budget_bytes"] = int(env["FACEPIPE_DECODE_BUDGET_BYTES"])
+        if env.get("FACEPIPE_DECODE_WAIT_SECONDS"):
+            values["decode_wait_seconds"] = float(env["FACEPIPE_DECODE_WAIT_SECONDS"])
         if env.get("FACEPIPE_PROVIDER"):
             values["provider"] = env["FACEPIPE_PROVIDER"]
         if env.get("FACEPIPE_THREADS"):

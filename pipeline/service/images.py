@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.errors import ImageTooLargeException, InvalidParameterException, InvalidS3ObjectException
+from pipeline.vision.image import DECODE_BUDGET
 
 if TYPE_CHECKING:
     from pipeline.service import FacePipe
@@ -71,8 +72,10 @@ def image_size_limit(settings: Settings) -> int:
 
 def decoded_image(fp: FacePipe, image: dict[str, Any], field: str = "Image") -> Any:
     """An Image parameter read and decoded by the engine: Bytes up to settings.max_image_bytes,
-    S3Object up to settings.max_s3_image_bytes (both checked by :func:`image_bytes`)."""
+    S3Object up to settings.max_s3_image_bytes (both checked by :func:`image_bytes`), within the
+    process's decode budget as the settings size it."""
     data = image_bytes(fp.settings, image, field)
+    DECODE_BUDGET.configure(fp.settings.decode_budget_bytes, fp.settings.decode_wait_seconds)
     return fp.engine.decode(data, max_bytes=image_size_limit(fp.settings))
 
 

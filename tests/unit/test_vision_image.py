@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from pipeline.errors import ImageTooLargeException, InvalidImageFormatException, InvalidParameterException
-from pipeline.vision.image import MIN_SIDE, decode_image
+from pipeline.config import DEFAULT_DECODE_BUDGET_BYTES
+from pipeline.errors import (
+    ImageTooLargeException,
+    InvalidImageFormatException,
+    InvalidParameterException,
+    ThrottlingException,
+)
+from pipeline.vision.image import (
+    MIN_SIDE,
+    DecodeBudget,
+    decode_image,
+    reduction_for,
+)
 
 LIMIT = 5 * 1024 * 1024
+SAMPLE_IMAGES = (
+    Path(next(iter(importlib.util.find_spec("insightface").submodule_search_locations))) / "data" / "images"
+)  # type: ignore[union-attr]
+"""Photos that ship inside the installed insightface package (t1.jpg: 1280x886, six faces)."""
 
 
 def encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
@@ -101,3 +125,160 @@ def test_exif_orientation_is_applied() -> None:
     assert (decoded.width, decoded.height) == (100, 200)
     # the ramp's bright-red end (right in the stored image) ends at the bottom after the rotation
     assert decoded.bgr[-1, 50, 2] > 200 and decoded.bgr[0, 50, 2] < 60
+
+
+# --- what a decode may cost ---------------------------------------------------------------------
+T1 = SAMPLE_IMAGES / "t1.jpg"
+
+
+class CountingBudget(DecodeBudget):
+    """A decode budget that records every reservation."""
+
+    def __init__(self, total_bytes: int = 1 << 30, wait_seconds: float = 5.0) -> None:
+        super().__init__(total_bytes, wait_seconds)
+        self.costs: list[int] = []
+
+    @contextmanager
+    def reserve(self, cost: int) -> Iterator[None]:
+        self.costs.append(cost)
+        with super().reserve(cost):
+            yield
+
+
+def t1_variants() -> dict[str, bytes]:
+    photo = Image.open(T1)
+    return {
+        "baseline": T1.read_bytes(),
+        "progressive": encode(photo, "JPEG", progressive=True, quality=90),
+        "cmyk": encode(photo.convert("CMYK"), "JPEG", quality=90),
+        "restart-markers": encode(photo, "JPEG", quality=90, restart_marker_blocks=8),
+    }
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "cmyk", "restart-markers"])
+@pytest.mark.parametrize("kept", [0.3, 0.7, 0.97])
+def test_a_truncated_jpeg_is_refused_with_or_without_an_end_marker(kind: str, kept: float) -> None:
+    data = t1_variants()[kind]
+    assert decode_image(data, LIMIT).bgr.shape == (886, 1280, 3)
+    cut = data[: int(len(data) * kept)]
+    messages = set()
+    for tail in (b"", b"\xff\xd9"):
+        with pytest.raises(InvalidImageFormatException) as caught:
+            decode_image(cut + tail, LIMIT)
+        messages.add(caught.value.message)
+    assert messages == {"The JPEG image is truncated or corrupt: its data ends before the image is complete"}
+
+
+def test_sample_photos_decode_complete() -> None:
+    for path in sorted(SAMPLE_IMAGES.iterdir()):
+        decoded = decode_image(path.read_bytes(), LIMIT)
+        assert decoded.reduction == 1 and decoded.width >= MIN_SIDE
+
+
+def test_a_jpeg_claiming_80_megapixels_in_405_bytes_is_refused_before_decoding() -> None:
+    data = bytearray(encode(Image.new("L", (80, 80), 128), "JPEG", quality=50))
+    frame = data.find(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = (4882).to_bytes(2, "big") + (16384).to_bytes(2, "big")
+    assert len(data) < 1000
+    budget = CountingBudget()
+    started = time.perf_counter()
+    with pytest.raises(InvalidImageFormatException, match="truncated"):
+        decode_image(bytes(data), LIMIT, budget)
+    assert budget.costs == [] and time.perf_counter() - started < 0.5  # no pixel was decoded
+
+
+def test_large_jpegs_decode_reduced_with_the_same_picture() -> None:
+    photo = Image.open(T1).resize((6400, 4430), Image.Resampling.BICUBIC)
+    data = encode(photo, "JPEG", quality=92)
+    budget = CountingBudget()
+    decoded = decode_image(data, 16 << 20, budget)
+    assert decoded.reduction == 2 and (decoded.width, decoded.height) == (3200, 2215)
+    assert budget.costs and budget.costs[0] < 3200 * 2215 * 8  # the reduced image, not 28 megapixels
+    full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    expected = cv2.resize(full, (3200, 2215), interpolation=cv2.INTER_AREA)
+    assert float(np.abs(decoded.bgr.astype(np.int16) - expected).mean()) < 2.0
+    assert reduction_for(5119, 100) == 1 and reduction_for(5120, 100) == 2 and reduction_for(16384, 80) == 4
+
+
+def test_large_pngs_are_reduced_after_decoding() -> None:
+    photo = Image.open(T1).resize((5600, 3876))
+    decoded = decode_image(encode(photo, "PNG", compress_level=1), 64 << 20)
+    assert decoded.reduction == 2 and (decoded.width, decoded.height) == (2800, 1938)
+    expected = np.asarray(photo.reduce(2))[:, :, ::-1]
+    assert float(np.abs(decoded.bgr.astype(np.int16) - expected).mean()) < 1.0
+
+
+def test_a_truncated_png_is_refused_with_or_without_its_end_chunk() -> None:
+    data = encode(gradient(400, 300), "PNG")
+    for tail in (b"", data[-12:]):  # the IEND chunk
+        with pytest.raises(InvalidImageFormatException, match="truncated"):
+            decode_image(data[: len(data) // 2] + tail, LIMIT)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pil(orientation: int, tmp_path: Path) -> None:
+    image = gradient(200, 120)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    for fmt in ("JPEG", "PNG"):
+        data = encode(image, fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
+        upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))[:, :, ::-1]
+        decoded = decode_image(data, LIMIT).bgr
+        assert decoded.shape == upright.shape
+        assert float(np.abs(decoded.astype(np.int16) - upright).mean()) < 3.0, (fmt, orientation)
+
+
+def test_the_budget_makes_decodes_wait_then_throttles() -> None:
+    budget = DecodeBudget(total_bytes=100, wait_seconds=0.3)
+    with budget.reserve(80):
+        started = time.perf_counter()
+        with pytest.raises(ThrottlingException, match="Try your call again"), budget.reserve(50):
+            pass
+        assert 0.25 < time.perf_counter() - started < 2.0
+        with budget.reserve(20):  # what fits goes at once
+            assert budget.in_use == 100
+    order: list[str] = []
+    with budget.reserve(100):
+
+        def later(name: str) -> None:
+            with budget.reserve(1000):  # more than the whole budget: runs alone
+                order.append(name)
+
+        waiter = threading.Thread(target=later, args=("big",))
+        waiter.start()
+        time.sleep(0.05)
+        assert order == []
+    waiter.join(5)
+    assert order == ["big"] and budget.in_use == 0
+
+
+MEASURE_FOUR_PNGS = """
+import resource, sys, threading
+from pipeline.vision.image import decode_image
+data = open(sys.argv[1], "rb").read()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+shapes = []
+threads = [threading.Thread(target=lambda: shapes.append(decode_image(data, 16 << 20).bgr.shape)) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(shapes), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
+"""
+
+
+def test_four_80_megapixel_pngs_at_once_stay_within_the_decode_budget(tmp_path: Path) -> None:
+    """A 233 KB PNG of 16384x4882 pixels once cost 1.3 GB to decode, four at once 5.3 GB."""
+    path = tmp_path / "wide.png"
+    path.write_bytes(
+        cv2.imencode(".png", np.zeros((4882, 16384, 3), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1]
+    )
+    assert path.stat().st_size < 300_000
+    run = subprocess.run(
+        [sys.executable, "-c", MEASURE_FOUR_PNGS, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    decoded, peak_mib = (int(v) for v in run.stdout.split())
+    assert decoded == 4
+    assert peak_mib < DEFAULT_DECODE_BUDGET_BYTES // (1 << 20), peak_mib
