@@ -18,10 +18,15 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
 
-def cuda_really_loads() -> bool:
-    """True when onnxruntime-gpu is installed and its CUDA provider loads (a GPU and CUDA libs exist)."""
-    if CUDA not in ort.get_available_providers():
-        return False
+def cuda_load_error() -> str | None:
+    """Why ONNX Runtime's CUDA provider does not load here, in one line; None when it loads.
+
+    Loads a one-node graph on CUDA: that catches a missing onnxruntime-gpu, missing CUDA/cuDNN
+    libraries, and a machine without a visible GPU.
+    """
+    available = ort.get_available_providers()
+    if CUDA not in available:
+        return f"onnxruntime {ort.__version__} has no CUDA provider (available: {', '.join(available)}); install onnxruntime-gpu"
     try:
         from onnx import TensorProto, helper
 
@@ -34,9 +39,16 @@ def cuda_really_loads() -> bool:
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         session = ort.InferenceSession(model.SerializeToString(), providers=[CUDA, CPU])
-        return CUDA in session.get_providers()
-    except Exception:
-        return False
+    except Exception as exc:  # ORT raises its own types, and ImportError/OSError for missing libraries
+        return f"the CUDA provider failed to start a session: {type(exc).__name__}: {exc}".splitlines()[0]
+    if CUDA not in session.get_providers():
+        return "ONNX Runtime fell back to CPU for a CUDA session (no GPU visible, or CUDA/cuDNN libraries missing)"
+    return None
+
+
+def cuda_really_loads() -> bool:
+    """True when onnxruntime-gpu is installed and its CUDA provider loads (a GPU and CUDA libs exist)."""
+    return cuda_load_error() is None
 
 
 def choose_providers(
