@@ -1,0 +1,170 @@
+"""Two `facepipe serve` processes on one PostgreSQL database, real boto3 clients alternating between
+them: what one server writes the other searches at once, DeleteCollection on one is seen by the
+other, and a server SIGKILLed in the middle of writes loses nothing it acknowledged while the
+other keeps serving."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from pgserver import free_port
+
+pytestmark = pytest.mark.slow
+
+FACEPIPE = Path(sys.executable).with_name("facepipe")
+
+
+class Server:
+    """One `facepipe serve --no-auth` child on a free loopback port."""
+
+    def __init__(self, data_dir: Path, store: str) -> None:
+        self.port = free_port()
+        self.log = data_dir / f"server-{self.port}.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, FACEPIPE_STORE=store, FACEPIPE_THREADS="1")
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [str(FACEPIPE), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-auth",
+                 "--data-dir", str(data_dir), "--threads", "4"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_listening(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-2000:]
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"server did not listen: {self.log.read_text()[-2000:]}")
+
+    def client(self) -> Any:
+        return boto3.client(
+            "rekognition",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="y",
+            config=Config(retries={"max_attempts": 1}, read_timeout=60),
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+
+
+@pytest.fixture()
+def two_servers(pg_url: str, tmp_path: Path) -> Iterator[list[Server]]:
+    servers = [Server(tmp_path / name, pg_url) for name in ("a", "b")]
+    try:
+        for server in servers:
+            server.wait_listening()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def photos(shared_faces: Path, person: str, count: int) -> list[bytes]:
+    folder = shared_faces / "celeb5" / person
+    return [p.read_bytes() for p in sorted(folder.iterdir())[:count]]
+
+
+def test_writes_on_one_server_are_seen_by_the_other(two_servers: list[Server], shared_faces: Path) -> None:
+    a, b = (s.client() for s in two_servers)
+    a.create_collection(CollectionId="shared")
+    images = photos(shared_faces, "mindy_kaling", 6)
+    face_ids = []
+    for i, image in enumerate(images):
+        writer, reader = (a, b) if i % 2 == 0 else (b, a)  # alternate which server writes
+        record = writer.index_faces(CollectionId="shared", Image={"Bytes": image}, MaxFaces=1)["FaceRecords"]
+        face_ids.append(record[0]["Face"]["FaceId"])
+        found = reader.search_faces(
+            CollectionId="shared", FaceId=face_ids[-1], FaceMatchThreshold=0, MaxFaces=50
+        )
+        assert {m["Face"]["FaceId"] for m in found["FaceMatches"]} == set(face_ids[:-1])
+    b.create_user(CollectionId="shared", UserId="mindy")
+    a.associate_faces(CollectionId="shared", UserId="mindy", FaceIds=face_ids[:3], UserMatchThreshold=0)
+    users = b.search_users(CollectionId="shared", FaceId=face_ids[4], UserMatchThreshold=0)["UserMatches"]
+    assert [u["User"]["UserId"] for u in users] == ["mindy"]
+    token = {
+        "CollectionId": "shared",
+        "UserId": "mindy",
+        "FaceIds": [face_ids[3]],
+        "ClientRequestToken": "t1",
+    }
+    first, again = a.associate_faces(**token), b.associate_faces(**token)
+    assert first["AssociatedFaces"] == again["AssociatedFaces"] == [{"FaceId": face_ids[3]}]
+    assert b.describe_collection(CollectionId="shared")["UserCount"] == 1
+    a.delete_collection(CollectionId="shared")
+    with pytest.raises(b.exceptions.ResourceNotFoundException):
+        b.search_faces(CollectionId="shared", FaceId=face_ids[0])
+    assert b.list_collections()["CollectionIds"] == []
+
+
+def test_sigkill_of_one_server_during_writes_loses_nothing_it_acknowledged(
+    two_servers: list[Server], shared_faces: Path
+) -> None:
+    victim, survivor = two_servers
+    a, b = victim.client(), survivor.client()
+    a.create_collection(CollectionId="k")
+    images = photos(shared_faces, "jerry_seinfeld", 6) + photos(shared_faces, "madonna", 6)
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def write_loop() -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                out = a.index_faces(
+                    CollectionId="k",
+                    Image={"Bytes": images[i % len(images)]},
+                    ExternalImageId=f"img{i}",
+                    MaxFaces=1,
+                )
+            except Exception:
+                return  # the server is gone
+            acknowledged.extend(r["Face"]["FaceId"] for r in out["FaceRecords"])
+            i += 1
+
+    writer = threading.Thread(target=write_loop)
+    writer.start()
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(victim.process.pid, signal.SIGKILL)
+    victim.process.wait(10)
+    stop.set()
+    writer.join(60)
+    assert len(acknowledged) >= 4
+    listed = b.list_faces(CollectionId="k", MaxResults=4096)["Faces"]
+    stored = {f["FaceId"] for f in listed}
+    assert set(acknowledged) <= stored, "an acknowledged face was lost"
+    assert b.describe_collection(CollectionId="k")["FaceCount"] == len(stored)
+    (more,) = b.index_faces(
+        CollectionId="k", Image={"Bytes": images[0]}, ExternalImageId="after", MaxFaces=1
+    )["FaceRecords"]
+    found = b.search_faces(
+        CollectionId="k", FaceId=more["Face"]["FaceId"], FaceMatchThreshold=0, MaxFaces=4096
+    )
+    assert len(found["FaceMatches"]) == len(stored)
