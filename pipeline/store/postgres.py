@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import psycopg
@@ -64,6 +64,7 @@ from pipeline.errors import InternalServerError, ResourceAlreadyExistsException,
 from pipeline.store import Store
 from pipeline.store.db import LOG_KEEP, blob_to_vector, vector_to_blob
 from pipeline.store.index import DEFAULT_ANN_THRESHOLD, CollectionIndex, IndexSet
+from pipeline.store.interface import FaceStore, StoreTransaction
 from pipeline.store.pg_migrations import MIGRATIONS, SCHEMA_VERSION
 from pipeline.store.records import CollectionRow, FaceRow, NewFace, UserRow, normalized_mean
 from pipeline.types import Vector
@@ -885,3 +886,8 @@ class PostgresStore(Store):
         if self.listener is not None:
             self.listener.stop()
         self.database.close()
+
+
+if TYPE_CHECKING:  # mypy checks that the PostgreSQL backend keeps the store contract
+    _POSTGRES_STORE_IS_A_FACE_STORE: type[FaceStore] = PostgresStore
+    _POSTGRES_TX_IS_A_STORE_TRANSACTION: type[StoreTransaction] = PostgresTx

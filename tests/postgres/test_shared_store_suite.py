@@ -55,7 +55,7 @@ class PostgresStoreMachine(StoreMachine):
 
 TestPostgresStoreMachine = PostgresStoreMachine.TestCase
 TestPostgresStoreMachine.settings = settings(
-    max_examples=8, stateful_step_count=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=5, stateful_step_count=10, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
@@ -99,7 +99,7 @@ def check_consistent(url: str, acknowledged: list[tuple[str, str]]) -> int:
 def test_sigkill_during_writes_loses_nothing_acknowledged(tmp_path: Path, pg_env: str) -> None:
     rng = random.Random(11)
     acknowledged: list[tuple[str, str]] = []
-    for round_number in range(3):
+    for round_number in range(2):
         child = start(tmp_path, "crash", round_number)
         assert child.stdout is not None
         first = child.stdout.readline()  # the worker is writing
