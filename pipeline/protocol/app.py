@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +57,9 @@ DEFAULT_THREADS = 8
 """Image requests answered at once (the service's blocking image calls run on this many threads)."""
 DEFAULT_METADATA_THREADS = 4
 """Threads for the operations without an image (List*, Describe*, Create/Delete*, SearchFaces...)."""
+IMAGE_THREAD_NICENESS = 10
+"""How much lower the image threads' CPU priority is (Linux nice increment): when image work
+saturates the cores, the event loop and the metadata threads still get the CPU at once."""
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 """Host names a --no-auth server accepts by default (DNS rebinding cannot reach it)."""
 
@@ -68,6 +73,16 @@ def image_operations() -> frozenset[str]:
         if shape is not None and any(m.name == "Image" for m in shape.members.values()):
             names.add(name)
     return frozenset(names)
+
+
+def lower_thread_priority(increment: int = IMAGE_THREAD_NICENESS) -> None:
+    """Make the calling thread yield the CPU to normal-priority threads (Linux; elsewhere a no-op)."""
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, current + increment))
+        except OSError:  # not allowed here: run at the normal priority
+            pass
 
 
 def host_name(host_header: str) -> str:
@@ -153,7 +168,11 @@ def create_app(
     if metadata_threads < 0:
         raise ValueError("--metadata-threads must be 0 (share the image pool) or more")
     limits = limits or ConnectionLimits()
-    image_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="facepipe-image")
+    image_pool = ThreadPoolExecutor(
+        max_workers=threads,
+        thread_name_prefix="facepipe-image",
+        initializer=lower_thread_priority if metadata_threads else None,
+    )
     metadata_pool = (
         ThreadPoolExecutor(max_workers=metadata_threads, thread_name_prefix="facepipe-metadata")
         if metadata_threads

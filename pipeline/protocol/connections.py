@@ -14,6 +14,8 @@ connections, h11's 16 KiB cap on the request head); what it lacks is added by
   one refused, with a 503 ThrottlingException (retryable) and closed at once.
 
 The body deadline is the app's (see :mod:`pipeline.protocol.app`): it knows the declared length.
+asyncio accepts up to the listen backlog in one go before any new connection is counted, so the
+backlog is sized from the files the cap leaves free (:func:`accept_backlog`).
 :func:`quiet_accept_errors` keeps accept() failures (EMFILE and the like) to one log line per
 interval instead of a traceback per attempt, and :func:`raise_open_file_limit` raises the soft
 RLIMIT_NOFILE to the hard limit.
@@ -224,6 +226,12 @@ def raise_open_file_limit() -> int:
 def effective_max_connections(requested: int, open_file_limit: int) -> int:
     """``requested``, lowered to half the open-file limit (the rest: store, models, threads, logs)."""
     return max(1, min(requested, open_file_limit // 2))
+
+
+def accept_backlog(max_connections: int, open_file_limit: int) -> int:
+    """The listen backlog, which is also how many connections asyncio accepts in one go (before any
+    is counted against the cap): a quarter of the files the cap leaves free, 64 to 2,048."""
+    return max(64, min(2048, (open_file_limit - max_connections) // 4))
 
 
 class AcceptErrorFilter:

@@ -35,6 +35,7 @@ from pipeline.protocol.connections import (
     DEFAULT_MIN_BODY_RATE,
     ConnectionLimits,
     ConnectionTracker,
+    accept_backlog,
     effective_max_connections,
     guarded_protocol,
     quiet_accept_errors,
@@ -277,8 +278,12 @@ def uvicorn_server(
     graceful_timeout_s: int = DEFAULT_GRACEFUL_TIMEOUT_S,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    open_file_limit: int | None = None,
 ) -> tuple[uvicorn.Server, ConnectionTracker]:
-    """A uvicorn server for ``app`` enforcing ``limits``, and the tracker of its connections."""
+    """A uvicorn server for ``app`` enforcing ``limits``, and the tracker of its connections.
+
+    open_file_limit: the process's RLIMIT_NOFILE, to size the accept backlog (default: uvicorn's).
+    """
     import uvicorn
 
     protocol, tracker = guarded_protocol(limits)
@@ -295,6 +300,7 @@ def uvicorn_server(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         server_header=False,
+        backlog=2048 if open_file_limit is None else accept_backlog(limits.max_connections, open_file_limit),
     )
     return uvicorn.Server(config), tracker
 
@@ -346,7 +352,8 @@ def serve_main(argv: list[str]) -> int:
         if metadata_threads < 0:
             raise ValueError("--metadata-threads must be 0 (share the image threads) or more")
         requested_connections = int(options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
-        limits = connection_limits(options, raise_open_file_limit())
+        open_file_limit = raise_open_file_limit()
+        limits = connection_limits(options, open_file_limit)
         max_body = int(options.get("max_body_bytes", default_max_body_bytes(settings.max_image_bytes)))
         if max_body < 1:
             raise ValueError("--max-body-bytes must be positive")
@@ -394,6 +401,7 @@ def serve_main(argv: list[str]) -> int:
         graceful_timeout_s=int(options.get("graceful_timeout_s", DEFAULT_GRACEFUL_TIMEOUT_S)),
         ssl_certfile=options.get("ssl_certfile"),
         ssl_keyfile=options.get("ssl_keyfile"),
+        open_file_limit=open_file_limit,
     )
     if limits.max_connections < requested_connections:
         logger.warning("--max-connections lowered to %d: half the open-file limit", limits.max_connections)

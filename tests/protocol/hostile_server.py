@@ -45,12 +45,13 @@ def main() -> None:
     options = {
         k: v for k, v in vars(args).items() if v is not None and k not in ("port", "nofile", "no_auth")
     }
-    limits: ConnectionLimits = connection_limits(options, raise_open_file_limit())
+    open_file_limit = raise_open_file_limit()
+    limits: ConnectionLimits = connection_limits(options, open_file_limit)
     _configure_logging("info")
     logging.getLogger("pipeline.protocol.access").setLevel(logging.WARNING)
     verifier = None if args.no_auth else SigV4Verifier({ACCESS_KEY_ID: SECRET})
     app = create_app(MemoryService(), verifier, max_body_bytes=16 << 20, threads=2, limits=limits)
-    server, _ = uvicorn_server(app, "127.0.0.1", args.port, limits)
+    server, _ = uvicorn_server(app, "127.0.0.1", args.port, limits, open_file_limit=open_file_limit)
     print(f"max connections {limits.max_connections}", file=sys.stderr, flush=True)
     run_server(server)
 

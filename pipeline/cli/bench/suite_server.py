@@ -10,7 +10,9 @@ default), interleaved run by run:
   SigV4 authentication on (``--server-no-auth`` turns it off), ``--server-threads`` request
   threads. The clients are threads of this process, each with its own client: ``http`` (default)
   is a lean JSON 1.1 client (one persistent connection, every request SigV4-signed with
-  botocore's signer), ``boto3`` a boto3 Rekognition client. They share the machine's cores with
+  botocore's signer), ``boto3`` a boto3 Rekognition client. Both sign a unique NONCE_HEADER into
+  every request: the server accepts a signature once, and identical calls signed in the same
+  second would otherwise carry the same signature. They share the machine's cores with
   the server, so HTTP figures include the clients' CPU time.
 
 Figures per operation and client count: requests/s, p50 and p99 latency (per request within a
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,6 +48,8 @@ from pipeline.cli.bench.suite_pipeline import sample_photo_dir
 SERVER_START_TIMEOUT_S = 120.0
 KEY_ID, SECRET = "AKIDFACEPIPEBENCH", "facepipe-bench-secret"
 """Credentials the benchmark server accepts and its clients sign with."""
+NONCE_HEADER = "X-Facepipe-Nonce"
+"""A signed header with a fresh value per request, so that identical requests differ."""
 COLLECTION, USER = "bench", "tom"
 OPERATIONS = ("SearchUsers", "ListFaces", "SearchFacesByImage")
 """The measured operations: two metadata operations and one image operation."""
@@ -123,6 +128,12 @@ def boto3_call(url: str, sign: bool) -> Call:
         config=config,
     )
 
+    def add_nonce(request: Any, **_: Any) -> None:
+        request.headers[NONCE_HEADER] = uuid.uuid4().hex
+
+    if sign:
+        client.meta.events.register("before-sign.rekognition", add_nonce)
+
     def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
         method = getattr(client, xform_name(operation))
         response: dict[str, Any] = method(**params)
@@ -164,6 +175,7 @@ def http_call(url: str, sign: bool) -> Call:
             "Content-Type": "application/x-amz-json-1.1",
         }
         if sign:
+            headers[NONCE_HEADER] = uuid.uuid4().hex
             request = AWSRequest(method="POST", url=url + "/", data=body, headers=headers)
             signer.add_auth(request)
             headers = dict(request.headers.items())
