@@ -17,8 +17,9 @@ identities were drawn), which is the honest one: pairs of the same two people ar
 independent, and 37 identities make few independent draws.
 
 Usage:  python scripts/calibrate.py [--data ../shared/data/faces] [--flip] [--write]
---write stores the anchors in models/<pack>.json, the tables in models/calibration.md and the
-reliability plot under benchmarks/results/<date>-calibration/.
+--write stores the anchors in models/<pack>.json (``calibration``; with --flip ``calibration_flip``),
+the tables in models/calibration.md (calibration-flip.md) and the reliability plot under
+benchmarks/results/<date>-calibration/.
 """
 
 from __future__ import annotations
@@ -125,11 +126,15 @@ def embed_all(engine: FaceEngine, data: Path, paths: list[str]) -> tuple[npt.NDA
 def cached_embeddings(
     engine: FaceEngine, data: Path, paths: list[str], flip: bool, cache_dir: Path | None
 ) -> tuple[npt.NDArray[np.float32], BOOL]:
-    """embed_all(), kept in ``cache_dir`` (outside the repository) keyed by model, mode and file list."""
+    """embed_all(), kept in ``cache_dir`` (outside the repository), keyed by the file list, the mode
+    and the vector the engine gives a fixed probe crop (so another embedder graph or precision
+    never reads stale vectors)."""
     if cache_dir is None:
         return embed_all(engine, data, paths)
+    probe = np.random.default_rng(0).integers(0, 256, (1, CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
+    fingerprint = np.round(engine.embed_aligned(probe)[0], 4).tobytes().hex()
     key = hashlib.sha256(
-        json.dumps([engine.model_version, flip, str(data.resolve()), paths]).encode()
+        json.dumps([engine.model_version, fingerprint, flip, str(data.resolve()), paths]).encode()
     ).hexdigest()[:16]
     path = cache_dir / f"facepipe-calibration-{key}.npz"
     if path.is_file():
@@ -434,8 +439,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no labels.csv under {args.data}", file=sys.stderr)
         return 2
     labels = read_labels(args.data)
+    # FACEPIPE_* settings apply (e.g. FACEPIPE_EMBEDDER_PRECISION): fit on the vectors the engine gives
     engine = get_engine(
-        Settings(model_pack=args.pack, provider="cpu", threads=args.threads, flip_embeddings=args.flip)
+        Settings.from_env(
+            model_pack=args.pack, provider="cpu", threads=args.threads, flip_embeddings=args.flip
+        )
     )
     started = time.perf_counter()
     paths = [r["path"] for r in labels]
@@ -489,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         mode = "flip-averaged" if args.flip else "plain"
         path = manifest_path(args.pack)
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        manifest["calibration"] = {
+        manifest["calibration_flip" if args.flip else "calibration"] = {
             "kind": "piecewise_linear",
             "embeddings": mode,
             "anchors": [
@@ -501,9 +509,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         day = dt.date.today().isoformat()
-        plot = REPO / "benchmarks" / "results" / f"{day}-calibration" / "reliability.png"
+        suffix = "-flip" if args.flip else ""
+        plot = REPO / "benchmarks" / "results" / f"{day}-calibration" / f"reliability{suffix}.png"
         reliability_plot(pairs, calibration, held_out, plot)
-        doc = REPO / "models" / "calibration.md"
+        doc = REPO / "models" / f"calibration{suffix}.md"
         doc.write_text(
             "# Similarity calibration\n\n"
             "Similarity is a piecewise-linear map of the cosine similarity of two embeddings: 0 at cosine -1, "
@@ -520,7 +529,13 @@ def main(argv: list[str] | None = None) -> int:
             "both ways), the anchors fitted on one half's strangers and measured on the other's.\n\n"
             f"Images without a face: {len(missing)} ({', '.join(missing) or 'none'}).\n\n"
             f"Figures: {summary}.\n\n"
-            f"Reliability plot: `benchmarks/results/{day}-calibration/reliability.png`.\n\n" + text,
+            f"Reliability plot: `benchmarks/results/{day}-calibration/reliability{suffix}.png`.\n\n"
+            + (
+                "These anchors are stored as `calibration_flip` and used when FACEPIPE_FLIP_EMBEDDINGS=1.\n\n"
+                if args.flip
+                else "Flip-averaged embeddings (FACEPIPE_FLIP_EMBEDDINGS=1) have their own fit: `calibration-flip.md`.\n\n"
+            )
+            + text,
             encoding="utf-8",
         )
         print(f"wrote {path}, {doc} and {plot}")

@@ -36,14 +36,14 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.config import Settings
-from pipeline.errors import InvalidParameterException
+from pipeline.errors import InternalServerError, InvalidParameterException
 from pipeline.types import LANDMARK_TYPES, BoundingBox, DetectedFace, Landmark
 from pipeline.vision.align import CROP_SIZE, align_face
 from pipeline.vision.calibration import SimilarityMap
 from pipeline.vision.detect import Detections
 from pipeline.vision.embed import FlipAveragedEmbedder
 from pipeline.vision.image import DecodedImage, decode_image
-from pipeline.vision.packs import LoadedPack, load_pack
+from pipeline.vision.packs import LoadedPack, load_pack, read_manifest
 from pipeline.vision.providers import CPU, choose_providers
 from pipeline.vision.quality import estimate_pose, measure_quality, quality_reasons
 from pipeline.vision.streams import Streams, usable_cores
@@ -225,6 +225,16 @@ _ENGINES: dict[tuple[str, str, Path, int, int, bool], FaceEngine] = {}
 _LOCK = threading.Lock()
 
 
+def flip_calibration(model_pack: str, plain: SimilarityMap) -> SimilarityMap:
+    """The pack's calibration fitted on flip-averaged embeddings (its manifest's
+    ``calibration_flip``), else ``plain``."""
+    try:
+        fitted = read_manifest(model_pack).get("calibration_flip")
+    except InternalServerError:  # a pack without a manifest of its own
+        return plain
+    return SimilarityMap.from_manifest(fitted) if fitted else plain
+
+
 def engine_streams(threads: int) -> int:
     """Streams for Settings.threads: ``threads`` when > 0, else the usable CPU cores."""
     return int(threads) if int(threads) > 0 else usable_cores()
@@ -264,8 +274,10 @@ def get_engine(settings: Settings | None = None) -> FaceEngine:
             if streams > 1 and stream_pack.providers[0] == CPU:
                 latency_pack = _loaded(settings, streams)
             if settings.flip_embeddings:
+                flip_map = flip_calibration(settings.model_pack, stream_pack.calibration)
                 stream_pack, latency_pack = (
-                    replace(p, embedder=FlipAveragedEmbedder(p.embedder)) for p in (stream_pack, latency_pack)
+                    replace(p, embedder=FlipAveragedEmbedder(p.embedder), calibration=flip_map)
+                    for p in (stream_pack, latency_pack)
                 )
             pool = _STREAMS.setdefault((*pack_key, streams), Streams(streams))
             engine = FaceEngine(latency_pack, stream_pack, settings.max_image_bytes, pool)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline.config import Settings
+from pipeline.vision.calibration import SimilarityMap
 from pipeline.vision.engine import FaceEngine, get_engine
+from pipeline.vision.packs import read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +54,16 @@ def test_flip_setting_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACEPIPE_FLIP_EMBEDDINGS", "maybe")
     with pytest.raises(ValueError, match="FACEPIPE_FLIP_EMBEDDINGS"):
         Settings.from_env()
+
+
+def test_flip_engine_scores_with_the_calibration_fitted_on_flip_averaged_vectors(
+    engine: FaceEngine, flip_engine: FaceEngine
+) -> None:
+    """Flip-averaged vectors have their own fit (models/calibration-flip.md): 80 and 99 keep their
+    stated false-accept rates with the setting on."""
+    manifest = read_manifest("default")
+    assert manifest["calibration_flip"]["embeddings"] == "flip-averaged"
+    assert flip_engine.calibration == SimilarityMap.from_manifest(manifest["calibration_flip"])
+    assert engine.calibration == SimilarityMap.from_manifest(manifest["calibration"])
+    assert flip_engine.cosine_at(80) > engine.cosine_at(80)
+    assert flip_engine.cosine_at(99) > engine.cosine_at(99)
