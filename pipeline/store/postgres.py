@@ -69,7 +69,7 @@ from pipeline.store.pg_migrations import MIGRATIONS, SCHEMA_VERSION
 from pipeline.store.records import CollectionRow, FaceRow, NewFace, UserRow, normalized_mean
 from pipeline.types import Vector
 
-__all__ = ["PostgresDatabase", "PostgresStore", "PostgresTx", "is_postgres_url", "redacted"]
+__all__ = ["PostgresDatabase", "PostgresStore", "PostgresTx", "SharedReplayGuard", "is_postgres_url", "redacted"]
 
 log = logging.getLogger(__name__)
 
@@ -735,14 +735,21 @@ class PostgresDatabase:
             self.pool.putconn(conn)
 
     # replay guard ------------------------------------------------------------------------------
-    def remember_signature(self, signature: str, expires_at: float) -> bool:
-        """Record a SigV4 signature until ``expires_at`` (Unix seconds); True when it is new (or its
-        earlier record has expired), False when any server sharing the database has already seen
-        it. Atomic across servers: of two servers recording the same signature at once, exactly
-        one gets True. Expired records are deleted every SIGNATURE_SWEEP_S by each process."""
-        now = time.time()
-        conn = self._begin("SELECT 1")
+    def remember_signature(self, signature: str, expires_at: float, now: float | None = None) -> bool:
+        """Record a SigV4 signature until ``expires_at`` (Unix seconds; ``now``: the current time,
+        time.time() when None); True when it is new (or its earlier record has expired), False when
+        any server sharing the database has already seen it. Atomic across servers: of two servers
+        recording the same signature at once, exactly one gets True. Expired records are deleted
+        every SIGNATURE_SWEEP_S by each process.
+
+        The record is committed without waiting for the WAL flush (synchronous_commit off): a
+        database crash may forget the last fraction of a second of signatures, reopening a replay
+        window of at most the clock-skew limit for requests signed then; every acknowledged write
+        of face data still waits for its flush."""
+        now = time.time() if now is None else now
+        conn = self._begin("BEGIN")
         try:
+            conn.execute("SET LOCAL synchronous_commit = off")
             if now >= self._next_sweep:
                 self._next_sweep = now + SIGNATURE_SWEEP_S
                 conn.execute("DELETE FROM signatures WHERE expires_at < %s", (now,))
@@ -751,8 +758,12 @@ class PostgresDatabase:
                 " DO UPDATE SET expires_at = excluded.expires_at WHERE signatures.expires_at < %s",
                 (signature, expires_at, now),
             )
-            return cur.rowcount == 1
+            fresh = cur.rowcount == 1
+            conn.execute("COMMIT")
+            return fresh
         except psycopg.Error as exc:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
             raise self._request_error(exc, during_commit=True) from exc
         finally:
             self.pool.putconn(conn)
@@ -830,6 +841,22 @@ class ChangeListener(threading.Thread):
         self.join(timeout=2.0)
 
 
+class SharedReplayGuard:
+    """pipeline.protocol.sigv4.ReplayGuard's ``accept`` on the shared database: a signature accepted
+    by any server sharing it is a replay on all of them. It never answers "full" (the table is
+    bounded by time: rows are swept once expired)."""
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self.database = database
+        self.max_entries = 0
+        """Unused (never "full"); kept for the verifier's message."""
+
+    def accept(self, signature: bytes, expires_at: float, now: float) -> str:
+        """ "new" (accepted and remembered) or "seen" (a replay) for a signature digest valid until
+        ``expires_at`` (epoch s) at time ``now``."""
+        return "new" if self.database.remember_signature(signature.hex(), expires_at, now) else "seen"
+
+
 class PostgresStore(Store):
     """The FaceStore on PostgreSQL: the SQLite Store's behaviour (FAISS per collection in memory,
     centroid cache, erasure after deleting writes) on a :class:`PostgresDatabase`, plus the change
@@ -852,9 +879,13 @@ class PostgresStore(Store):
             self.listener = ChangeListener(url, self._apply_change, self._resync)
             self.listener.start()
 
-    def remember_signature(self, signature: str, expires_at: float) -> bool:
+    def remember_signature(self, signature: str, expires_at: float, now: float | None = None) -> bool:
         """See PostgresDatabase.remember_signature (the SigV4 replay guard shared by all servers)."""
-        return self.database.remember_signature(signature, expires_at)
+        return self.database.remember_signature(signature, expires_at, now)
+
+    def replay_guard(self) -> SharedReplayGuard:
+        """A SigV4 replay guard on this store, shared by every server on the database."""
+        return SharedReplayGuard(self.database)
 
     def _apply_change(self, collection_id: int) -> None:
         """A write committed on ``collection_id`` (by any process): drop its cached centroids, and

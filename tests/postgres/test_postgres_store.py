@@ -4,21 +4,27 @@ notifications between processes, the shared replay guard, and VACUUM after delet
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import psycopg
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from pgserver import TempPostgres, free_port
 from synthetic_faces import LinearEngine, index_vectors, person
 
 from pipeline.config import Settings
 from pipeline.errors import ConflictException, InternalServerError, ServiceQuotaExceededException
+from pipeline.protocol.sigv4 import ReplayedSignatureError, SignedRequest, SigV4Verifier
 from pipeline.service import FacePipe
 from pipeline.store import NewFace
 from pipeline.store.postgres import PostgresStore
@@ -276,3 +282,38 @@ def test_deletions_are_vacuumed(pipes: list[FacePipe], pg_url: str) -> None:
             "SELECT n_dead_tup, vacuum_count FROM pg_stat_user_tables WHERE relname = 'faces'"
         ).fetchone()
     assert row is not None and row[1] >= 1 and row[0] == 0
+
+
+def signed_request(at: float) -> SignedRequest:
+    """A CreateCollection request signed by botocore at ``at`` (epoch s)."""
+    request = AWSRequest(
+        method="POST",
+        url="http://127.0.0.1:8080/",
+        data=b'{"CollectionId": "c"}',
+        headers={
+            "X-Amz-Target": "RekognitionService.CreateCollection",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
+    )
+    when = dt.datetime.fromtimestamp(at, tz=dt.timezone.utc).replace(tzinfo=None)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=when):
+        SigV4Auth(Credentials("AKIDPG", "pg-secret"), "rekognition", "us-east-1").add_auth(request)
+    headers = [*request.prepare().headers.items(), ("Host", "127.0.0.1:8080")]
+    return SignedRequest("POST", "/", "", headers, b'{"CollectionId": "c"}')
+
+
+def test_a_request_accepted_by_one_server_is_a_replay_on_another(pg_url: str) -> None:
+    at = 1_700_000_000.0
+    stores = [PostgresStore(pg_url, listen=False) for _ in range(2)]
+    verifiers = [SigV4Verifier({"AKIDPG": "pg-secret"}, clock=lambda: at + 1) for _ in stores]
+    for verifier, store in zip(verifiers, stores, strict=True):
+        verifier.replays = store.replay_guard()  # type: ignore[assignment]  # the hook for several servers
+    try:
+        request = signed_request(at)
+        assert verifiers[0].verify(request).access_key_id == "AKIDPG"
+        with pytest.raises(ReplayedSignatureError):
+            verifiers[1].verify(request)
+        assert verifiers[1].verify(signed_request(at + 1)).access_key_id == "AKIDPG"  # signed anew
+    finally:
+        for store in stores:
+            store.close()
