@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.errors import InvalidParameterException
+from pipeline.service.common import EmbedChoice
 from pipeline.types import DetectedFace
 from pipeline.vision.quality import QUALITY_LEVELS
 
@@ -52,7 +53,9 @@ class FaceEngine(Protocol):
 
     def decode(self, data: bytes, max_bytes: int | None = None) -> Any: ...
 
-    def analyze(self, image: Any, max_faces: int = 100, embed: bool = True) -> list[DetectedFace]: ...
+    def analyze(
+        self, image: Any, max_faces: int = 100, embed: bool | EmbedChoice = True
+    ) -> list[DetectedFace]: ...
 
     def similarity(self, cosine: float) -> float: ...
 
@@ -146,7 +149,13 @@ def compare_faces(
     source_image = _decoded(engine, source)
     target_image = _decoded(engine, target)
     source_faces = engine.analyze(source_image, max_faces=1)
-    target_faces = engine.analyze(target_image, max_faces=MAX_FACES)
+    target_faces = engine.analyze(  # only the faces that pass the filter are compared: embedded
+        target_image,
+        max_faces=MAX_FACES,
+        embed=lambda faces: [
+            i for i, face in enumerate(faces) if not engine.quality_reasons(face, quality_filter)
+        ],
+    )
     if not source_faces:
         raise InvalidParameterException("No face was detected in the source image")
     if not target_faces:

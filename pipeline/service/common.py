@@ -7,7 +7,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.errors import IdempotentParameterMismatchException, InvalidPaginationTokenException
@@ -32,6 +32,11 @@ def operation(name: str) -> Callable[[Handler], Handler]:
     return register
 
 
+EmbedChoice = Callable[[list[DetectedFace]], Iterable[int]]
+"""The engine's analyze(embed=...) as a function: detected faces in, indices of those to embed out
+(only faces a response can carry are embedded)."""
+
+
 class FaceEngine(Protocol):
     """What the service layer uses of pipeline.vision.engine's engine."""
 
@@ -43,7 +48,9 @@ class FaceEngine(Protocol):
 
     def decode(self, data: bytes, max_bytes: int | None = None) -> Any: ...
 
-    def analyze(self, image: Any, max_faces: int = 100, embed: bool = True) -> list[DetectedFace]: ...
+    def analyze(
+        self, image: Any, max_faces: int = 100, embed: bool | EmbedChoice = True
+    ) -> list[DetectedFace]: ...
 
     def similarity(self, cosine: float) -> float: ...
 

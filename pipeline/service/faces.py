@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.errors import InvalidPaginationTokenException, InvalidParameterException
 from pipeline.service.analysis import check_attributes, face_detail
-from pipeline.service.common import decode_token, encode_token, face_to_api, operation
+from pipeline.service.common import EmbedChoice, decode_token, encode_token, face_to_api, operation
 from pipeline.service.images import decoded_image
 from pipeline.store import CollectionRow, FaceRow, NewFace, Tx
 from pipeline.types import DetectedFace
@@ -62,18 +62,44 @@ def dedup_key(external_image_id: str | None, width: int, height: int, face: Dete
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
+def _unindexed_reasons(
+    fp: FacePipe, faces: list[DetectedFace], quality_filter: str | None, max_faces: int | None
+) -> list[list[str]]:
+    """Why each face (largest first) is not indexed: the QualityFilter's reasons, then
+    EXCEEDS_MAX_FACES past the MaxFaces largest that pass it; [] for the faces to index."""
+    level = (quality_filter or "AUTO").upper()
+    kept = 0
+    out: list[list[str]] = []
+    for face in faces:
+        reasons = [] if level == "NONE" else list(fp.engine.quality_reasons(face, level))
+        if not reasons and max_faces is not None and kept >= max_faces:
+            reasons = ["EXCEEDS_MAX_FACES"]
+        kept += not reasons
+        out.append(reasons)
+    return out
+
+
+def indexable_faces(fp: FacePipe, quality_filter: str | None, max_faces: int | None) -> EmbedChoice:
+    """The engine's embed choice for IndexFaces: only the faces that will be indexed."""
+
+    def choose(faces: list[DetectedFace]) -> list[int]:
+        order = sorted(range(len(faces)), key=lambda i: faces[i].area, reverse=True)
+        reasons = _unindexed_reasons(fp, [faces[i] for i in order], quality_filter, max_faces)
+        return [i for i, why in zip(order, reasons, strict=True) if not why]
+
+    return choose
+
+
 def _plan(fp: FacePipe, item: AnalyzedImage) -> tuple[list[DetectedFace], list[dict[str, Any]]]:
     """Split an image's faces into those to index and the UnindexedFaces entries."""
     faces = sorted(item.faces, key=lambda f: f.area, reverse=True)
-    level = (item.quality_filter or "AUTO").upper()
     to_index: list[DetectedFace] = []
     unindexed: list[dict[str, Any]] = []
-    for face in faces:
-        reasons = [] if level == "NONE" else list(fp.engine.quality_reasons(face, level))
+    for face, reasons in zip(
+        faces, _unindexed_reasons(fp, faces, item.quality_filter, item.max_faces), strict=True
+    ):
         if not reasons and face.embedding is None:
             reasons = ["LOW_FACE_QUALITY"]
-        if not reasons and item.max_faces is not None and len(to_index) >= item.max_faces:
-            reasons = ["EXCEEDS_MAX_FACES"]
         if reasons:
             unindexed.append({"Reasons": reasons, "FaceDetail": face_detail(face, item.detection_attributes)})
         else:
@@ -175,14 +201,17 @@ def index_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     with fp.store.read() as tx:
         tx.collection(params["CollectionId"])  # ResourceNotFoundException before any image work
     image = decoded_image(fp, params["Image"])
-    faces = fp.engine.analyze(image, max_faces=MAX_FACES_PER_IMAGE, embed=True)
+    quality_filter, max_faces = params.get("QualityFilter", "AUTO"), params.get("MaxFaces")
+    faces = fp.engine.analyze(  # embeds only the faces that will be indexed
+        image, max_faces=MAX_FACES_PER_IMAGE, embed=indexable_faces(fp, quality_filter, max_faces)
+    )
     item = AnalyzedImage(
         external_image_id=params.get("ExternalImageId"),
         width=int(image.width),
         height=int(image.height),
         faces=faces,
-        max_faces=params.get("MaxFaces"),
-        quality_filter=params.get("QualityFilter", "AUTO"),
+        max_faces=max_faces,
+        quality_filter=quality_filter,
         detection_attributes=check_attributes(params.get("DetectionAttributes"), "DetectionAttributes"),
     )
     return index_analyzed_images(fp, params["CollectionId"], [item])[0]

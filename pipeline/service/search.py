@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.errors import InvalidParameterException, ResourceNotFoundException
 from pipeline.service.analysis import face_detail
 from pipeline.service.common import face_to_api, operation, user_status
-from pipeline.service.images import image_bytes
+from pipeline.service.images import decoded_image
 from pipeline.store import CollectionRow, Tx
 from pipeline.types import DetectedFace
 
@@ -55,7 +55,7 @@ def _largest_usable_face(
     unsearched: list[dict[str, Any]] = []
     for face in sorted(faces, key=lambda f: f.area, reverse=True):
         reasons = [] if level == "NONE" else list(fp.engine.quality_reasons(face, level))
-        if not reasons and face.embedding is None:
+        if not reasons and searched is None and face.embedding is None:
             reasons = ["LOW_FACE_QUALITY"]
         if not reasons and searched is None:
             searched = face
@@ -64,10 +64,18 @@ def _largest_usable_face(
     return searched, unsearched
 
 
-def _image_faces(fp: FacePipe, params: dict[str, Any]) -> list[DetectedFace]:
-    data = image_bytes(fp.settings, params["Image"])
-    image = fp.engine.decode(data)
-    return fp.engine.analyze(image, max_faces=100, embed=True)
+def _image_faces(fp: FacePipe, params: dict[str, Any], level: str) -> list[DetectedFace]:
+    """The image's 100 largest faces; only the largest that passes QualityFilter ``level`` is
+    embedded (the only one searched)."""
+
+    def largest_passing(faces: list[DetectedFace]) -> list[int]:
+        for i in sorted(range(len(faces)), key=lambda i: faces[i].area, reverse=True):
+            if level == "NONE" or not fp.engine.quality_reasons(faces[i], level):
+                return [i]
+        return []
+
+    image = decoded_image(fp, params["Image"])
+    return fp.engine.analyze(image, max_faces=100, embed=largest_passing)
 
 
 def _stored_face(tx: Tx, coll: CollectionRow, face_id: str) -> tuple[int, np.ndarray]:
@@ -98,8 +106,8 @@ def _searched_face(
     passes QualityFilter (default NONE; None when there is none) and the faces left unsearched."""
     with fp.store.read() as tx:
         coll = tx.collection(params["CollectionId"])
-    faces = _image_faces(fp, params)
-    face, unsearched = _largest_usable_face(fp, faces, str(params.get("QualityFilter", "NONE")).upper())
+    level = str(params.get("QualityFilter", "NONE")).upper()
+    face, unsearched = _largest_usable_face(fp, _image_faces(fp, params, level), level)
     return coll, face, unsearched
 
 

@@ -12,7 +12,9 @@ CONTRACT (the service layer relies on exactly this):
                                              # InvalidImageFormatException, ImageTooLargeException,
                                              # InvalidParameterException
     faces = engine.analyze(image, max_faces=100, embed=True)
-                                             # list[DetectedFace], largest box first
+                                             # list[DetectedFace], largest box first; embed: True
+                                             # (all), False (none) or a function of the faces
+                                             # giving the indices of those to embed
     many = engine.analyze_many(images, max_faces=100)   # analyze() of many images: chunks of
                                              # CHUNK_IMAGES on the streams, embeddings batched per chunk
     results = engine.map_chunks(work, items) # work(chunk) on the streams, results in order (lazy)
@@ -52,6 +54,9 @@ __all__ = ["DecodedImage", "FaceEngine", "get_engine"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+EmbedChoice = Callable[[list[DetectedFace]], Iterable[int]]
+"""analyze()'s ``embed`` as a function: the detected faces in, the indices of those to embed out."""
 
 MAX_FACES_LIMIT = 4096
 """Largest max_faces accepted by analyze()."""
@@ -158,17 +163,30 @@ class FaceEngine:
             for f, v in zip(found, vectors, strict=True)
         ]
 
-    def analyze(self, image: DecodedImage, max_faces: int = 100, embed: bool = True) -> list[DetectedFace]:
+    def analyze(
+        self, image: DecodedImage, max_faces: int = 100, embed: bool | EmbedChoice = True
+    ) -> list[DetectedFace]:
         """Faces in ``image``, largest bounding box first, at most ``max_faces`` (the largest).
 
-        With ``embed`` each face carries its unit-length float32 embedding.
+        ``embed``: True gives each face its unit-length float32 embedding, False none; a function
+        of the faces (without embeddings) returns the indices of the faces to embed, so a caller
+        that returns only some of them pays only for those.
         """
         self._check_max_faces(max_faces)
         pack = self._sessions()
         found = self._found(image, max_faces, pack)
-        if not embed or not found:
+        if embed is False or not found:
             return [f.face for f in found]
-        return self._with_embeddings(found, pack.embedder.embed(np.stack([f.crop for f in found])))
+        if embed is True:
+            return self._with_embeddings(found, pack.embedder.embed(np.stack([f.crop for f in found])))
+        faces = [f.face for f in found]
+        chosen = sorted({int(i) for i in embed(faces)})
+        if chosen:
+            picked = [found[i] for i in chosen]
+            vectors = pack.embedder.embed(np.stack([f.crop for f in picked]))
+            for i, face in zip(chosen, self._with_embeddings(picked, vectors), strict=True):
+                faces[i] = face
+        return faces
 
     def analyze_many(self, images: Iterable[DecodedImage], max_faces: int = 100) -> list[list[DetectedFace]]:
         """analyze() for each image, in order: chunks of CHUNK_IMAGES images run on the streams, each
