@@ -27,8 +27,10 @@ from pipeline.vision.align import CROP_SIZE
 
 FARS = (1e-2, 1e-3, 1e-4)
 """False accept rates at which the true accept rate is reported."""
-THRESHOLDS = (75.0, 80.0, 99.0)
-"""Similarity thresholds reported: AssociateFaces' default 75, SearchFaces' default 80, AWS's strict 99."""
+THRESHOLDS = (50.0, 75.0, 80.0, 90.0, 95.0, 99.0)
+"""Similarity thresholds reported: AssociateFaces' default 75, SearchFaces' default 80, AWS's strict 99,
+and the calibration's other anchors (50: 1 in 100 strangers above, 90: 1 in 10,000, 95: 1 in 100,000;
+models/calibration.md)."""
 QUICK_PAIRS = 300
 
 
@@ -180,7 +182,9 @@ def run_accuracy(ctx: BenchContext) -> SuiteResult:
         )
     notes.append(
         "Reliability: the share of same-person pairs among pairs in each Similarity bin "
-        "(depends on the file's mix of same and different pairs)."
+        "(depends on the file's mix of same and different pairs). Similarity is calibrated to the "
+        "strangers' false-accept rate (80: 1 in 1,000 above), not to a probability of the same "
+        "person, so the ECE measures the file's mix as much as the map."
     )
     result.note = " ".join(notes)
     return result
