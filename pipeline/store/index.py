@@ -38,7 +38,7 @@ import faiss as _faiss
 import numpy as np
 
 from pipeline.store.db import Tx, blob_to_vector
-from pipeline.store.files import private_directory
+from pipeline.store.files import make_private, private_directory
 from pipeline.store.records import CollectionRow
 
 PQ_CANDIDATES = 1000
@@ -164,6 +164,10 @@ class IndexSet:
                 f"training needs that many); got {ann_threshold}"
             )
         self.index_dir = index_dir
+        if index_dir is not None and index_dir.is_dir():  # files saved before the 0600 rule
+            private_directory(index_dir)
+            for path in index_dir.iterdir():
+                make_private(path)
         self.ann_threshold = ann_threshold
         self._indexes: dict[int, CollectionIndex] = {}
         self._locks: dict[int, threading.Lock] = {}

@@ -350,6 +350,9 @@ def test_data_directory_and_files_are_owner_only_whatever_the_umask(tmp_path: Pa
 def test_files_left_open_by_an_older_version_are_narrowed(tmp_path: Path, umask_022: None) -> None:
     home = tmp_path / "home"
     home.mkdir(mode=0o755)
+    (home / "indexes").mkdir(mode=0o755)
+    (home / "indexes" / "collection-1.faiss").write_bytes(b"FPIX1\n")
+    os.chmod(home / "indexes" / "collection-1.faiss", 0o644)
     for name in ("facepipe.sqlite3", "jobs.sqlite3"):
         conn = sqlite3.connect(home / name)
         conn.execute("PRAGMA journal_mode = WAL")
