@@ -23,6 +23,7 @@ import numpy as np
 
 from pipeline.errors import InvalidParameterException
 from pipeline.service.common import EmbedChoice
+from pipeline.service.validation import show_value
 from pipeline.types import DetectedFace
 from pipeline.vision.quality import QUALITY_LEVELS
 
@@ -71,11 +72,13 @@ def check_attributes(values: Sequence[str] | None, field: str = "Attributes") ->
     if values is None:
         return ("DEFAULT",)
     if isinstance(values, str) or not isinstance(values, Sequence):
-        raise InvalidParameterException(f"{field} must be a list of attribute names; got {values!r}")
+        raise InvalidParameterException(
+            f"{field} must be a list of attribute names; got {show_value(values)}"
+        )
     for value in values:
         if value not in ATTRIBUTES:
             raise InvalidParameterException(
-                f"{field} values must be among {', '.join(ATTRIBUTES)}; got {value!r}"
+                f"{field} values must be among {', '.join(ATTRIBUTES)}; got {show_value(value)}"
             )
     return tuple(values) or ("DEFAULT",)
 
@@ -117,7 +120,7 @@ def _compared_face(face: DetectedFace) -> dict[str, Any]:
 def _check_threshold(similarity_threshold: float) -> float:
     if isinstance(similarity_threshold, bool) or not isinstance(similarity_threshold, int | float):
         raise InvalidParameterException(
-            f"SimilarityThreshold must be a number from 0 to 100; got {similarity_threshold!r}"
+            f"SimilarityThreshold must be a number from 0 to 100; got {show_value(similarity_threshold)}"
         )
     value = float(similarity_threshold)
     if not 0.0 <= value <= 100.0:
@@ -144,7 +147,7 @@ def compare_faces(
     threshold = _check_threshold(similarity_threshold)
     if quality_filter not in QUALITY_LEVELS:
         raise InvalidParameterException(
-            f"QualityFilter must be one of {', '.join(QUALITY_LEVELS)}; got {quality_filter!r}"
+            f"QualityFilter must be one of {', '.join(QUALITY_LEVELS)}; got {show_value(quality_filter)}"
         )
     source_image = _decoded(engine, source)
     target_image = _decoded(engine, target)

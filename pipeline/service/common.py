@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.errors import IdempotentParameterMismatchException, InvalidPaginationTokenException
+from pipeline.service.validation import show_value
 from pipeline.store import CollectionRow, FaceRow, Tx
 from pipeline.types import DetectedFace
 
@@ -69,7 +70,7 @@ def encode_token(operation_name: str, scope: int, key: str | int) -> str:
 
 def decode_token(token: str, operation_name: str, scope: int) -> str | int:
     """The key stored by :func:`encode_token`; InvalidPaginationTokenException for anything else."""
-    bad = InvalidPaginationTokenException(f"Invalid pagination token: {token[:64]!r}")
+    bad = InvalidPaginationTokenException(f"Invalid pagination token: {show_value(token[:64])}")
     body, _, check = token.partition(".")
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))

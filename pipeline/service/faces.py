@@ -20,6 +20,7 @@ from pipeline.errors import InvalidPaginationTokenException, InvalidParameterExc
 from pipeline.service.analysis import check_attributes, face_detail
 from pipeline.service.common import EmbedChoice, decode_token, encode_token, face_to_api, operation
 from pipeline.service.images import decoded_image
+from pipeline.service.validation import show_value
 from pipeline.store import CollectionRow, FaceRow, NewFace, Tx
 from pipeline.types import DetectedFace
 
@@ -228,7 +229,7 @@ def list_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
             key = decode_token(params["NextToken"], "ListFaces", coll.id)
             if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key < 2**63:
                 raise InvalidPaginationTokenException(
-                    f"Invalid pagination token: {params['NextToken'][:64]!r}"
+                    f"Invalid pagination token: {show_value(params['NextToken'][:64])}"
                 )
             after = key
         if params.get("UserId") is not None:

@@ -261,7 +261,9 @@ def _orient(bgr: npt.NDArray[np.uint8], orientation: int) -> npt.NDArray[np.uint
 def _orientation(image: Image.Image) -> int:
     """The EXIF orientation (1-8) of an opened image; 1 when absent or unreadable."""
     try:
-        value = image.getexif().get(0x0112, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL warns about damaged EXIF blocks
+            value = image.getexif().get(0x0112, 1)
         return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
     except Exception:  # a damaged EXIF block does not make the pixels unusable
         return 1
@@ -409,6 +411,7 @@ def decode_image(data: bytes, max_bytes: int, budget: DecodeBudget | None = None
     limits = f"the limit is {MAX_SIDE} pixels a side and {MAX_PIXELS} pixels in all"
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. damaged EXIF: the pixels may still be fine
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[expected])
             width, height = image.size

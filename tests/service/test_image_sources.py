@@ -14,12 +14,19 @@ import numpy as np
 import pytest
 from synthetic_faces import LinearEngine
 
-from pipeline.config import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_S3_IMAGE_BYTES, Settings
-from pipeline.errors import ImageTooLargeException, InvalidS3ObjectException
+from pipeline.config import (
+    DEFAULT_DECODE_BUDGET_BYTES,
+    DEFAULT_DECODE_WAIT_SECONDS,
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_S3_IMAGE_BYTES,
+    Settings,
+)
+from pipeline.errors import ImageTooLargeException, InvalidS3ObjectException, ThrottlingException
 from pipeline.service import FacePipe
-from pipeline.vision.image import DecodedImage, decode_image
+from pipeline.vision.image import DECODE_BUDGET, DecodedImage, decode_image
 
 BUCKET = "photos"
+JPEG_SMALL = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))[1].tobytes()
 
 
 class DecodingEngine(LinearEngine):
@@ -137,3 +144,15 @@ def test_s3_endpoint_objects(
     with pytest.raises(InvalidS3ObjectException) as caught:
         fp.call("DetectFaces", {"Image": s3_image(name)})
     assert "\0" not in caught.value.message
+
+
+def test_a_decode_that_finds_no_room_in_the_budget_is_throttled(tmp_path: Path, big_jpeg: bytes) -> None:
+    settings = Settings(data_dir=tmp_path / "home", decode_budget_bytes=1 << 20, decode_wait_seconds=0.2)
+    fp = FacePipe(settings, engine=DecodingEngine())
+    try:
+        # another request's decode holds the whole budget
+        with DECODE_BUDGET.reserve(1 << 30), pytest.raises(ThrottlingException, match="Try your call again"):
+            fp.call("DetectFaces", {"Image": {"Bytes": JPEG_SMALL}})
+        assert fp.call("DetectFaces", {"Image": {"Bytes": JPEG_SMALL}}) == {"FaceDetails": []}
+    finally:
+        DECODE_BUDGET.configure(DEFAULT_DECODE_BUDGET_BYTES, DEFAULT_DECODE_WAIT_SECONDS)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
-import re
 import time
 from decimal import Decimal
 
 import pytest
+from test_messages import assert_no_python_repr
 
 from pipeline.errors import InvalidPaginationTokenException, InvalidParameterException
 from pipeline.service import FacePipe
@@ -16,13 +16,6 @@ from pipeline.service.images import image_bytes
 from pipeline.service.validation import MAX_REPORTED, show_value
 
 FACE_ID = "11111111-1111-1111-1111-111111111111"
-
-PYTHON_REPRS = re.compile(r"b'|b\"|<class |object at 0x|<_io\.|Traceback|\\x[0-9a-f]{2}")
-
-
-def assert_no_python_repr(message: str) -> None:
-    """Error messages speak AWS, not Python: no bytes literals, class names or object addresses."""
-    assert not PYTHON_REPRS.search(message), message
 
 
 @pytest.mark.parametrize("threshold", [float("nan"), float("inf"), float("-inf")])
