@@ -69,7 +69,14 @@ from pipeline.store.pg_migrations import MIGRATIONS, SCHEMA_VERSION
 from pipeline.store.records import CollectionRow, FaceRow, NewFace, UserRow, normalized_mean
 from pipeline.types import Vector
 
-__all__ = ["PostgresDatabase", "PostgresStore", "PostgresTx", "SharedReplayGuard", "is_postgres_url", "redacted"]
+__all__ = [
+    "PostgresDatabase",
+    "PostgresStore",
+    "PostgresTx",
+    "SharedReplayGuard",
+    "is_postgres_url",
+    "redacted",
+]
 
 log = logging.getLogger(__name__)
 
@@ -587,14 +594,18 @@ class PostgresDatabase:
         self._next_sweep = 0.0
 
     # connections -------------------------------------------------------------------------------
-    def _begin(self, begin: str) -> psycopg.Connection[Any]:
-        """A pooled connection with ``begin`` executed; dead connections (a restarted server) are
-        dropped and the attempt repeated (START_DELAYS_S)."""
+    def _begin(
+        self, begin: str | sql.Composed, args: Sequence[Any] = ()
+    ) -> tuple[psycopg.Connection[Any], psycopg.Cursor[Any]]:
+        """A pooled connection with ``begin`` (a statement safe to repeat: BEGIN, a query, VACUUM)
+        executed, and its cursor; dead connections (a restarted server) are dropped and the attempt
+        repeated (START_DELAYS_S)."""
         if self._closed:
             raise RuntimeError("the store is closed")
         last: BaseException | None = None
         for delay in START_DELAYS_S:
-            time.sleep(delay)
+            if delay:
+                time.sleep(delay)
             try:
                 conn = self.pool.getconn()
             except PoolTimeout:
@@ -603,8 +614,7 @@ class PostgresDatabase:
                     "(the server is unreachable, or every connection is busy); retry"
                 ) from None
             try:
-                conn.execute(begin)
-                return conn
+                return conn, conn.execute(begin, args or None)
             except psycopg.OperationalError as exc:
                 last = exc
                 self.pool.putconn(conn)  # a broken connection is discarded by the pool
@@ -615,7 +625,7 @@ class PostgresDatabase:
 
     @contextmanager
     def _transaction(self, begin: str, writable: bool) -> Iterator[PostgresTx]:
-        conn = self._begin(begin)
+        conn, _ = self._begin(begin)
         tx = PostgresTx(conn, writable)
         committing = False
         try:
@@ -721,18 +731,29 @@ class PostgresDatabase:
         self._vacuum()
 
     def _vacuum(self) -> None:
-        conn = self._begin("SELECT 1")  # autocommit: VACUUM cannot run in a transaction block
+        vacuum = sql.SQL("VACUUM {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in _VACUUMED_TABLES))
         try:
-            conn.execute(
-                sql.SQL("VACUUM {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in _VACUUMED_TABLES))
-            )
-        except psycopg.Error as exc:
+            conn, _ = self._begin(vacuum)  # autocommit: VACUUM cannot run in a transaction block
+        except InternalServerError as exc:
             raise InternalServerError(
                 f"the deletion is committed but VACUUM failed on the PostgreSQL store {self.where}: "
-                f"{str(exc).strip()}; the next deletion (or autovacuum) prunes the rows"
+                f"{exc}; the next deletion (or autovacuum) prunes the rows"
             ) from exc
+        self.pool.putconn(conn)
+
+    def log_position_now(self, collection_id: int) -> tuple[int, int]:
+        """(floor, head) of a collection's change log as of now, in one statement (no transaction);
+        (0, 0) for a collection that does not exist."""
+        conn, cur = self._begin(
+            "SELECT (SELECT log_floor FROM collections WHERE id = %s),"
+            " (SELECT max(seq) FROM changes WHERE collection_id = %s)",
+            (collection_id, collection_id),
+        )
+        try:
+            row = cur.fetchone()
         finally:
             self.pool.putconn(conn)
+        return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
 
     # replay guard ------------------------------------------------------------------------------
     def remember_signature(self, signature: str, expires_at: float, now: float | None = None) -> bool:
@@ -747,7 +768,7 @@ class PostgresDatabase:
         window of at most the clock-skew limit for requests signed then; every acknowledged write
         of face data still waits for its flush."""
         now = time.time() if now is None else now
-        conn = self._begin("BEGIN")
+        conn, _ = self._begin("BEGIN")
         try:
             conn.execute("SET LOCAL synchronous_commit = off")
             if now >= self._next_sweep:
@@ -886,6 +907,21 @@ class PostgresStore(Store):
     def replay_guard(self) -> SharedReplayGuard:
         """A SigV4 replay guard on this store, shared by every server on the database."""
         return SharedReplayGuard(self.database)
+
+    def search(
+        self, coll: CollectionRow, vector: np.ndarray, k: int, min_cosine: float
+    ) -> list[tuple[int, float]]:
+        """Up to ``k`` (label, cosine) with cosine >= min_cosine, best first, as of everything
+        committed before the call. When this process's index is already at the log's head (one
+        statement tells) it is searched at once; otherwise the SQLite store's path catches it up
+        in a snapshot first."""
+        with self.indexes.lock_for(coll.id):
+            held = next((i for i in self.indexes.cached() if i.collection_id == coll.id), None)
+            if held is not None:
+                floor, head = self.database.log_position_now(coll.id)
+                if floor <= held.applied_seq == head:
+                    return self.indexes.search(held, vector, k, min_cosine)
+        return super().search(coll, vector, k, min_cosine)
 
     def _apply_change(self, collection_id: int) -> None:
         """A write committed on ``collection_id`` (by any process): drop its cached centroids, and
