@@ -564,7 +564,10 @@ class PostgresDatabase:
 
     def __init__(self, url: str) -> None:
         if not is_postgres_url(url):
-            raise ValueError(f"a PostgreSQL store URL starts with postgresql:// (got {redacted(url)!r})")
+            raise ValueError(
+                "the store setting (FACEPIPE_STORE) must be a postgresql:// URL, e.g. "
+                f"postgresql://user:password@host:5432/facepipe; got {url.split('://')[0]!r}://..."
+            )
         self.url = url
         self.where = redacted(url)
         self.schema_version = SCHEMA_VERSION

@@ -317,3 +317,28 @@ def test_a_request_accepted_by_one_server_is_a_replay_on_another(pg_url: str) ->
     finally:
         for store in stores:
             store.close()
+
+
+def test_facepipe_store_selects_the_backend_everywhere(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FACEPIPE_STORE", pg_url)
+    assert Settings.from_env().store == Settings().store == pg_url
+    fp = FacePipe(Settings.from_env(data_dir=tmp_path), engine=LinearEngine())
+    try:
+        assert isinstance(fp.store, PostgresStore)
+        fp.call("CreateCollection", {"CollectionId": "from-env"})
+    finally:
+        fp.close()
+    monkeypatch.delenv("FACEPIPE_STORE")
+    sqlite = FacePipe(Settings.from_env(data_dir=tmp_path), engine=LinearEngine())
+    try:
+        assert not isinstance(sqlite.store, PostgresStore)  # the embedded default
+        assert sqlite.call("ListCollections", {})["CollectionIds"] == []
+    finally:
+        sqlite.close()
+
+
+def test_a_store_setting_that_is_no_postgresql_url_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"FACEPIPE_STORE.*postgresql://"):
+        PostgresStore("mysql://root:secret@db/x")
