@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--replay-cache-entries",
         type=int,
-        help=f"signatures remembered to refuse replays, ~120 bytes each (default {DEFAULT_REPLAY_CACHE_ENTRIES}); when full, requests are throttled",
+        help=f"signatures remembered to refuse replays, ~110 bytes each (default {DEFAULT_REPLAY_CACHE_ENTRIES}); when full, requests are throttled",
     )
     parser.add_argument(
         "--allowed-hosts",
@@ -292,6 +292,7 @@ def uvicorn_server(
         host=host,
         port=port,
         http=protocol,
+        ws="none",  # the API has no WebSocket route; an upgrade would leave the connection layer
         log_config=None,
         access_log=False,
         lifespan="on",

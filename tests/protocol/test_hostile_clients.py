@@ -22,8 +22,13 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from pipeline.protocol.app import LOCAL_HOSTS, host_allowed
-from pipeline.protocol.connections import AcceptErrorFilter, ConnectionLimits, ConnectionTracker
-from pipeline.protocol.server import parse_allowed_hosts
+from pipeline.protocol.connections import (
+    AcceptErrorFilter,
+    ConnectionLimits,
+    ConnectionTracker,
+    accept_backlog,
+)
+from pipeline.protocol.server import connection_limits, parse_allowed_hosts, read_config_file
 from pipeline.protocol.sigv4 import SigV4Verifier
 
 from .conftest import (
@@ -423,3 +428,24 @@ def test_limits_are_validated() -> None:
     assert ConnectionLimits().body_deadline_s(15_000_000) == pytest.approx(10 + 15_000_000 / 65536)
     with pytest.raises(ValueError, match="header-timeout-s"):
         ConnectionLimits(header_timeout_s=0)
+
+
+def test_limits_come_from_the_config_file_and_respect_the_file_limit(tmp_path: Path) -> None:
+    config = tmp_path / "server.ini"
+    config.write_text(
+        "[server]\nmax_connections = 5000\nheader_timeout_s = 2.5\nkeep_alive_timeout_s = 3\n"
+        "body_timeout_s = 4\nmin_body_rate = 1000\nmetadata_threads = 2\nallowed_hosts = a.example\n"
+        "replay_cache_entries = 10\n"
+    )
+    options = read_config_file(config)
+    assert options["metadata_threads"] == 2 and options["allowed_hosts"] == "a.example"
+    limits = connection_limits(options, open_file_limit=1024)
+    assert limits == ConnectionLimits(
+        max_connections=512,
+        header_timeout_s=2.5,
+        keep_alive_timeout_s=3,
+        body_timeout_s=4,
+        min_body_rate=1000,
+    )
+    assert connection_limits({}, open_file_limit=1 << 20).max_connections == 1024
+    assert accept_backlog(512, 1024) == 128 and accept_backlog(1024, 1 << 20) == 2048
