@@ -59,6 +59,9 @@ class Settings:
       found on disk (e.g. 'buffalo_l').
     flip_embeddings: each face's embedding is the normalised mean of its aligned crop's and its
       mirror image's (twice the embedding work; off by default; FACEPIPE_FLIP_EMBEDDINGS=1).
+    embedder_precision: 'auto' (the fastest of float32 and int8 variants that keep the embeddings,
+      measured once per machine), 'float32' or 'int8' (FACEPIPE_EMBEDDER_PRECISION); see
+      pipeline.vision.precision.
     decode_budget_bytes / decode_wait_seconds: the process's image-decode memory budget and how
       long a decode waits for room in it before ThrottlingException (FACEPIPE_DECODE_BUDGET_BYTES,
       FACEPIPE_DECODE_WAIT_SECONDS); see pipeline.vision.image.
@@ -80,6 +83,7 @@ class Settings:
     threads: int = 0
     model_pack: str = "default"
     flip_embeddings: bool = False
+    embedder_precision: str = "auto"
     s3_endpoint_url: str | None = None
     s3_root: Path | None = None
     ann_threshold: int | None = None
@@ -102,6 +106,8 @@ class Settings:
             values["threads"] = int(env["FACEPIPE_THREADS"])
         if env.get("FACEPIPE_MODEL_PACK"):
             values["model_pack"] = env["FACEPIPE_MODEL_PACK"]
+        if env.get("FACEPIPE_EMBEDDER_PRECISION"):
+            values["embedder_precision"] = env["FACEPIPE_EMBEDDER_PRECISION"].strip().lower()
         if env.get("FACEPIPE_FLIP_EMBEDDINGS"):
             flip = env["FACEPIPE_FLIP_EMBEDDINGS"].strip().lower()
             if flip not in ("0", "1", "false", "true"):

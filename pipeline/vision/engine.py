@@ -46,6 +46,7 @@ from pipeline.vision.detect import Detections
 from pipeline.vision.embed import FlipAveragedEmbedder
 from pipeline.vision.image import DecodedImage, decode_image
 from pipeline.vision.packs import LoadedPack, load_pack, read_manifest
+from pipeline.vision.precision import check_precision
 from pipeline.vision.providers import CPU, choose_providers
 from pipeline.vision.quality import estimate_pose, measure_quality, quality_reasons
 from pipeline.vision.streams import Streams, usable_cores
@@ -82,20 +83,38 @@ class FaceEngine:
     ``pack`` runs each model on ``streams`` intra-op threads, for the lowest latency of one call
     (analyze, embed_aligned); ``stream_pack`` runs them on one thread each, for the batch work that
     runs on the streams (analyze_many, map_chunks), where whole images run in parallel instead.
-    On one core, or on a GPU, both are the same sessions.
+    On one core, or on a GPU, both are the same sessions. ``pack`` may be given as a function that
+    loads it: it then loads on first use, so batch work (index-folder) never opens sessions it
+    does not run.
     """
 
     def __init__(
-        self, pack: LoadedPack, stream_pack: LoadedPack, max_image_bytes: int, streams: Streams
+        self,
+        pack: LoadedPack | Callable[[], LoadedPack],
+        stream_pack: LoadedPack,
+        max_image_bytes: int,
+        streams: Streams,
     ) -> None:
-        self.pack = pack
+        self._pack = pack if isinstance(pack, LoadedPack) else None
+        self._load_pack = pack if not isinstance(pack, LoadedPack) else None
+        self._pack_lock = threading.Lock()
         self.stream_pack = stream_pack
         self._streams = streams
         self.streams: int = streams.count
         self.max_image_bytes = max_image_bytes
-        self.model_version: str = pack.model_version
-        self.embedding_dim: int = pack.embedder.embedding_dim
-        self.calibration: SimilarityMap = pack.calibration
+        self.model_version: str = stream_pack.model_version
+        self.embedding_dim: int = stream_pack.embedder.embedding_dim
+        self.calibration: SimilarityMap = stream_pack.calibration
+
+    @property
+    def pack(self) -> LoadedPack:
+        """The single-call session set (``streams`` intra-op threads), loaded on first use."""
+        if self._pack is None:
+            with self._pack_lock:
+                if self._pack is None:
+                    assert self._load_pack is not None
+                    self._pack = self._load_pack()
+        return self._pack
 
     def decode(self, data: bytes, max_bytes: int | None = None) -> DecodedImage:
         """JPEG/PNG bytes -> upright BGR image; Rekognition errors for anything else.
@@ -147,7 +166,7 @@ class FaceEngine:
                     Landmark(type=name, x=float(points[k, 0]) / width, y=float(points[k, 1]) / height)
                     for k, name in enumerate(LANDMARK_TYPES)
                 ),
-                pose=estimate_pose(points, self.pack.frontal_nose_height),
+                pose=estimate_pose(points, self.stream_pack.frontal_nose_height),
                 quality=measure_quality(crop),
                 confidence=round(min(100.0, max(0.0, float(detections.scores[i]) * 100.0)), 4),
             )
@@ -237,9 +256,9 @@ class FaceEngine:
         return quality_reasons(face, level)
 
 
-_PACKS: dict[tuple[str, str, Path, int], LoadedPack] = {}
+_PACKS: dict[tuple[str, str, Path, str, int], LoadedPack] = {}
 _STREAMS: dict[tuple[str, str, Path, int], Streams] = {}
-_ENGINES: dict[tuple[str, str, Path, int, int, bool], FaceEngine] = {}
+_ENGINES: dict[tuple[str, str, Path, str, int, int, bool], FaceEngine] = {}
 _LOCK = threading.Lock()
 
 
@@ -261,44 +280,73 @@ def engine_streams(threads: int) -> int:
 def _loaded(settings: Settings, threads: int) -> LoadedPack:
     """The settings' model pack with ``threads`` intra-op threads per session (loaded once; call
     with _LOCK held)."""
-    key = (settings.model_pack, settings.provider, Path(settings.cache_dir), threads)
+    key = (
+        settings.model_pack,
+        settings.provider,
+        Path(settings.cache_dir),
+        settings.embedder_precision,
+        threads,
+    )
     pack = _PACKS.get(key)
     if pack is None:
         providers = choose_providers(settings.provider)
-        pack = load_pack(settings.model_pack, providers, threads, Path(settings.cache_dir))
+        check_precision(settings.embedder_precision)
+        pack = load_pack(
+            settings.model_pack, providers, threads, Path(settings.cache_dir), settings.embedder_precision
+        )
         _PACKS[key] = pack
     return pack
 
 
 def get_engine(settings: Settings | None = None) -> FaceEngine:
-    """The engine for these settings; models load once per (model_pack, provider, cache_dir).
+    """The engine for these settings; models load once per (model_pack, provider, cache_dir,
+    embedder_precision).
 
     The first call locates and verifies the model files, prepares them into the cache directory
     when needed, and opens the ONNX Runtime sessions: single-threaded ones that the engine runs on
     ``settings.threads`` streams (0 = one per usable core), and, with more than one stream on the
-    CPU, ones with that many intra-op threads for single calls. Later calls return the same
+    CPU, ones with that many intra-op threads for single calls (on their first use). Later calls return the same
     object (one per threads, max_image_bytes and flip_embeddings, sharing the loaded models and
-    the streams).
+    the streams). The embedder's precision (pipeline.vision.precision) is measured once per
+    machine and cached with the prepared models.
     """
     settings = settings if settings is not None else Settings.from_env()
     pack_key = (settings.model_pack, settings.provider, Path(settings.cache_dir))
     streams = engine_streams(settings.threads)
     with _LOCK:
-        engine_key = (*pack_key, streams, settings.max_image_bytes, settings.flip_embeddings)
+        engine_key = (
+            *pack_key,
+            settings.embedder_precision,
+            streams,
+            settings.max_image_bytes,
+            settings.flip_embeddings,
+        )
         engine = _ENGINES.get(engine_key)
         if engine is None:
             stream_pack = _loaded(settings, 1)
-            latency_pack = stream_pack
+            flip_map = (
+                flip_calibration(settings.model_pack, stream_pack.calibration)
+                if settings.flip_embeddings
+                else None
+            )
+
+            def as_configured(pack: LoadedPack) -> LoadedPack:
+                if flip_map is None:
+                    return pack
+                return replace(pack, embedder=FlipAveragedEmbedder(pack.embedder), calibration=flip_map)
+
+            stream_pack = as_configured(stream_pack)
+            latency: LoadedPack | Callable[[], LoadedPack] = stream_pack
             if streams > 1 and stream_pack.providers[0] == CPU:
-                latency_pack = _loaded(settings, streams)
-            if settings.flip_embeddings:
-                flip_map = flip_calibration(settings.model_pack, stream_pack.calibration)
-                stream_pack, latency_pack = (
-                    replace(p, embedder=FlipAveragedEmbedder(p.embedder), calibration=flip_map)
-                    for p in (stream_pack, latency_pack)
-                )
+
+                def load_latency_pack() -> LoadedPack:
+                    """The single-call sessions, opened on first use (batch jobs never need them)."""
+                    with _LOCK:
+                        return as_configured(_loaded(settings, streams))
+
+                latency = load_latency_pack
             pool = _STREAMS.setdefault((*pack_key, streams), Streams(streams))
-            engine = FaceEngine(latency_pack, stream_pack, settings.max_image_bytes, pool)
+            engine = FaceEngine(latency, stream_pack, settings.max_image_bytes, pool)
             _ENGINES[engine_key] = engine
     return engine
 

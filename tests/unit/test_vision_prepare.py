@@ -170,3 +170,27 @@ def test_prepared_file_name_depends_on_the_steps(tmp_path: Path) -> None:
     )
     assert short != longer and short.is_file() and longer.is_file()
     assert "PRelu" not in {n.op_type for n in onnx.load(str(longer)).graph.node}
+
+
+def test_prelu_to_depthwise_keeps_outputs_with_no_per_channel_mul() -> None:
+    """The int8 form: a PRelu after a pointwise conv becomes two 1x1 depthwise convs, Relu and Add."""
+    model, weight = conv_prelu_model(True)
+    slope = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "slope"))
+    prepared = prepare_model(
+        model, ["fold_dequantize", "drop_constant_inputs", "dynamic_batch", "prelu_to_depthwise"]
+    )
+    ops = [n.op_type for n in prepared.graph.node]
+    assert "PRelu" not in ops and "Mul" not in ops
+    assert sorted(ops) == ["Add", "Conv", "Conv", "Conv", "Relu"]
+    depthwise = [n for n in prepared.graph.node if n.op_type == "Conv" and n.name.endswith("_dw1_conv")]
+    assert len(depthwise) == 2 and all(
+        helper.get_attribute_value(a) == 8 for n in depthwise for a in n.attribute if a.name == "group"
+    )
+    x = np.random.default_rng(5).normal(size=(3, 4, 6, 6)).astype(np.float32)
+    assert np.allclose(run_model(prepared, x), reference(x, weight, slope), atol=1e-5)
+
+
+def test_prelu_forms_are_alternatives() -> None:
+    model, _ = conv_prelu_model(True)
+    with pytest.raises(ValueError, match="alternatives"):
+        prepare_model(model, ["fold_dequantize", "prelu_to_relu", "prelu_to_depthwise"])
