@@ -1,4 +1,5 @@
-"""Hypothesis state machine: operations in any order, with reopenings, keep the store's invariants."""
+"""Hypothesis state machine: operations in any order, with reopenings, keep the store's invariants,
+and no byte of the data directory ever holds a deleted face's vector or a deleted user's centroid."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
+from erasure_support import files_holding
 from synthetic_faces import DIM, LinearEngine, index_vectors
 
 from pipeline.config import Settings
@@ -40,6 +43,7 @@ class StoreMachine(RuleBasedStateMachine):
         for face_id in index_vectors(self.fp, "c", list(start), prefix="start-"):
             self.faces[face_id] = None
         self.kinds: set[str] = set()
+        self.erased: list[np.ndarray] = []  # vectors and centroids deleted so far
 
     def _open(self) -> FacePipe:
         # a small ANN threshold, so that runs cross into the quantized index and back
@@ -48,8 +52,8 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(seed=st.integers(0, 10_000), count=st.integers(1, 3))
     def index(self, seed: int, count: int) -> None:
-        rng = np.random.default_rng(seed)
         self.counter += 1
+        rng = np.random.default_rng([seed, self.counter])  # never the same vector twice
         vectors = [rng.normal(size=DIM) for _ in range(count)]
         for face_id in index_vectors(self.fp, "c", vectors, prefix=f"m{self.counter}-"):
             self.faces[face_id] = None
@@ -59,10 +63,14 @@ class StoreMachine(RuleBasedStateMachine):
         if not self.faces:
             return
         face_id = data.draw(st.sampled_from(sorted(self.faces)))
+        with self.fp.store.read() as tx:
+            found = tx.faces_by_id(tx.collection("c"), [face_id])[face_id]
+            vector = tx.face_vector(found.label)
         out = self.fp.call("DeleteFaces", {"CollectionId": "c", "FaceIds": [face_id]})
         if self.faces[face_id] is None:
             assert out["DeletedFaces"] == [face_id]
             del self.faces[face_id]
+            self.erased.append(vector)
         else:
             assert out["UnsuccessfulFaceDeletions"][0]["Reasons"] == ["ASSOCIATED_TO_AN_EXISTING_USER"]
 
@@ -75,7 +83,11 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(user=st.sampled_from(USERS))
     def delete_user(self, user: str) -> None:
         if user in self.users:
+            with self.fp.store.read() as tx:
+                centroid = tx.user_centroid(tx.collection("c"), user)
             self.fp.call("DeleteUser", {"CollectionId": "c", "UserId": user})
+            if centroid is not None and sum(u == user for u in self.faces.values()) >= 2:
+                self.erased.append(centroid)  # (with one face the centroid is that kept face)
             self.users.discard(user)
             self.faces = {f: (None if u == user else u) for f, u in self.faces.items()}
 
@@ -107,6 +119,10 @@ class StoreMachine(RuleBasedStateMachine):
     def reopen(self) -> None:
         self.fp.close()
         self.fp = self._open()
+
+    @invariant()
+    def nothing_deleted_remains_on_disk(self) -> None:
+        assert files_holding(self.dir, self.erased) == {}
 
     @invariant()
     def store_matches_model(self) -> None:
