@@ -541,7 +541,7 @@ class Database:
         Waits (up to the busy timeout) for other connections' read transactions on older
         snapshots to end, since their frames cannot be dropped before. InternalServerError when
         that does not happen in time: the deletion is committed, and the next write that deletes
-        anything (or the next clean close) finishes the erasure.
+        anything (or SQLite's own checkpoint when the last connection closes) finishes the erasure.
         """
         conn = self._connection()
         wal = self.path.with_name(self.path.name + "-wal")
