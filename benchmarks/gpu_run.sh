@@ -19,7 +19,8 @@
 #
 # Environment: OUT (default benchmarks/results/tmp/gpu), PROVIDER (cuda|cpu, default cuda), QUICK=1
 # (tiny sizes), ORT_GPU (1: onnxruntime-gpu; default 1 with PROVIDER=cuda), PYTHON (default python3),
-# VENV (default /tmp/facepipe-gpu-venv), STAGED (folder of staged parts), PHOTOS.
+# VENV (default /tmp/facepipe-gpu-venv), INSTALL (index|staged; default: index when one answers),
+# STAGED (folder of staged parts), PHOTOS.
 # Every step has its own time limit; a failed step is logged and the run goes on.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -105,7 +106,15 @@ install_from_parts() {
     cat "$parts"/site.tar.xz.part-* | xz -d | tar -x -C "$SITE" --strip-components=1 &&
     PYTHONPATH="$SITE" "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --target "$SITE" "$ROOT"
 }
-if "$PYTHON" -m pip download -q --retries 0 --timeout 5 --no-deps -d /tmp/facepipe-probe platformdirs >/dev/null 2>&1; then
+INSTALL="${INSTALL:-auto}"
+if [[ "$INSTALL" == auto ]]; then
+  if "$PYTHON" -m pip download -q --retries 0 --timeout 5 --no-deps -d /tmp/facepipe-probe platformdirs >/dev/null 2>&1; then
+    INSTALL=index
+  else
+    INSTALL=staged
+  fi
+fi
+if [[ "$INSTALL" == index ]]; then
   say "package index reachable: venv $VENV, onnxruntime-gpu $([[ "$ORT_GPU" == 1 ]] && echo yes || echo no)"
   step install 300 install_from_index || say "install failed: see log.txt"
   PY="$VENV/bin/python"
@@ -117,7 +126,9 @@ else
   PY="$PYTHON"
   BIN="$SITE/bin"
 fi
-FACEPIPE=(env PATH="$BIN:$PATH" FACEPIPE_PROVIDER="$PROVIDER" facepipe)
+# the console script's own entry point (pip --target leaves no bin/ script beside the staged packages);
+# -P: the installed package, not the source tree in the current directory
+FACEPIPE=(env PATH="$BIN:$PATH" FACEPIPE_PROVIDER="$PROVIDER" "$PY" -P -m pipeline.cli.main)
 export FACEPIPE_CACHE=/tmp/facepipe-gpu-cache
 
 # --- 2. does CUDA load? -------------------------------------------------------------------------------

@@ -18,6 +18,24 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
 
+_preloaded = False
+
+
+def _preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from NVIDIA's pip packages (nvidia-cublas, nvidia-cudnn-cu13, ...) when
+    they are installed: onnxruntime-gpu finds them only on the system's library path otherwise.
+    Once per process; onnxruntime-gpu 1.21 and newer (older ones lack ``preload_dlls``)."""
+    global _preloaded
+    preload = getattr(ort, "preload_dlls", None)
+    if _preloaded or preload is None:
+        return
+    _preloaded = True
+    try:
+        preload()
+    except Exception as exc:  # a partial set of NVIDIA packages: the session below says what is missing
+        log.debug("onnxruntime.preload_dlls() failed: %s", exc)
+
+
 def cuda_load_error() -> str | None:
     """Why ONNX Runtime's CUDA provider does not load here, in one line; None when it loads.
 
@@ -27,6 +45,7 @@ def cuda_load_error() -> str | None:
     available = ort.get_available_providers()
     if CUDA not in available:
         return f"onnxruntime {ort.__version__} has no CUDA provider (available: {', '.join(available)}); install onnxruntime-gpu"
+    _preload_cuda_libraries()
     try:
         from onnx import TensorProto, helper
 
@@ -37,7 +56,9 @@ def cuda_load_error() -> str | None:
             [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
         )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        # an IR version every ONNX Runtime that has opset 13 reads (onnx's own default follows the
+        # newest onnx and can be newer than the installed ONNX Runtime accepts)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
         session = ort.InferenceSession(model.SerializeToString(), providers=[CUDA, CPU])
     except Exception as exc:  # ORT raises its own types, and ImportError/OSError for missing libraries
         return f"the CUDA provider failed to start a session: {type(exc).__name__}: {exc}".splitlines()[0]
