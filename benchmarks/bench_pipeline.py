@@ -11,9 +11,13 @@ the two, so both see the same machine load.
 Reported: images/s (median of --runs runs, with min and max) for each and the ratio; the threads
 each side used; facepipe's per-stage latency of one call (the single-call sessions, ``threads``
 intra-op threads); agreement (face counts, boxes, cosine between the two embeddings of each face);
-peak resident memory; and achieved GFLOP/s against the CPU's float32 peak: the larger of
-cores x nominal GHz x FLOP/cycle (32 for AVX2 FMA and for AMD Zen 4's AVX-512 on 256-bit pipes;
-64 for 512-bit FMA pipes) and numpy's measured sgemm rate on the same thread count.
+peak resident memory; embedding alone per face (facepipe's embedder, in the precision the engine
+chose on this CPU, against OpenCV DNN running the prepared float32 graph on batched blobs, both on
+--threads threads, interleaved); and achieved GFLOP/s against the CPU's float32 peak
+(pipeline.cli.bench.machine.float32_peak: the larger of cores x nominal GHz x the
+microarchitecture's FLOP/cycle, 16 on Zen 1, 32 on Zen 2-4 and AVX2 Intel, 64 with 512-bit FMA
+units, and numpy's measured sgemm rate), and against the measured sgemm rate alone. With an int8
+embedder the FLOP count is the float32 model's: the figure is then an effective rate.
 
 Usage: python benchmarks/bench_pipeline.py [--images 113] [--runs 5] [--threads 2] [--out benchmarks/results]
 """
@@ -22,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +39,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipeline.cli.bench.machine import cpu_flags, cpu_model, float32_peak  # noqa: E402
+from pipeline.cli.bench.suite_pipeline import SFACE_GFLOP_PER_FACE, prepared_model_files  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.vision.align import align_face  # noqa: E402
 from pipeline.vision.detect import input_geometry, letterbox  # noqa: E402
@@ -45,8 +49,7 @@ from pipeline.vision.packs import read_manifest  # noqa: E402
 
 YUNET_GFLOPS_640 = 0.69
 """YuNet GFLOPs at a 640x640 input (scales with input area)."""
-SFACE_GFLOPS = 1.15
-"""SFace GFLOPs per face."""
+SFACE_GFLOPS = SFACE_GFLOP_PER_FACE
 
 
 def pick_images(data: Path, count: int) -> list[Path]:
@@ -55,60 +58,6 @@ def pick_images(data: Path, count: int) -> list[Path]:
     if not files:
         raise SystemExit(f"no photos under {data}")
     return files[:count]
-
-
-def flop_per_cycle(vendor: str, family: int, flags: set[str]) -> tuple[int, str]:
-    """Float32 FLOP per cycle per core from FMA throughput, and the reason.
-
-    AVX2 + FMA: 2 FMA pipes x 8 lanes x 2 = 32. AVX-512 doubles that only where the pipes are
-    512 bits wide (Intel server cores, AMD Zen 5 and later); AMD Zen 4 (family 25) runs AVX-512 on
-    256-bit pipes, so its peak stays 32.
-    """
-    if "avx512f" in flags:
-        if vendor == "AuthenticAMD" and family <= 25:
-            return 32, "AVX-512 on 256-bit FMA pipes (AMD Zen 4): 2 x 8 lanes x 2"
-        return 64, "AVX-512: 2 FMA pipes x 16 lanes x 2"
-    if "fma" in flags and "avx2" in flags:
-        return 32, "AVX2 + FMA: 2 FMA pipes x 8 lanes x 2"
-    if "avx" in flags:
-        return 16, "AVX without FMA"
-    return 8, "SSE"
-
-
-def measured_sgemm(threads: int) -> float:
-    """Best float32 matrix-multiply rate (FLOP/s) of numpy's BLAS on ``threads`` threads: a floor
-    for the real peak (the nominal clock in /proc/cpuinfo can be below the boost clock)."""
-    code = (
-        "import numpy as np, time\n"
-        "a = np.random.rand(2048, 2048).astype(np.float32)\n"
-        "a @ a\n"
-        "best = min((lambda t: (a @ a, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(6))\n"
-        "print(2 * 2048**3 / best)\n"
-    )
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip())
-
-
-def peak_flops(threads: int) -> tuple[float, float, str]:
-    """(nominal float32 peak FLOP/s of ``threads`` cores, measured sgemm FLOP/s, how it was computed)."""
-    mhz, vendor, family = 0.0, "", 0
-    flags: set[str] = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "cpu MHz" and not mhz:
-            mhz = float(value)
-        elif key == "flags" and not flags:
-            flags = set(value.split())
-        elif key == "vendor_id" and not vendor:
-            vendor = value
-        elif key == "cpu family" and not family:
-            family = int(value)
-    per_cycle, why = flop_per_cycle(vendor, family, flags)
-    nominal = threads * mhz * 1e6 * per_cycle
-    note = f"{threads} cores x {mhz / 1000:.2f} GHz (nominal) x {per_cycle} FLOP/cycle ({why})"
-    return nominal, measured_sgemm(threads), note
 
 
 def run_ours(engine: FaceEngine, blobs: list[bytes]) -> tuple[float, list[list[Any]]]:
@@ -140,6 +89,36 @@ def stage_times(engine: FaceEngine, blobs: list[bytes]) -> dict[str, float]:
         for key, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             stages[key] += dt
     return stages
+
+
+def embed_comparison(
+    engine: FaceEngine, net: Any, crops: np.ndarray, runs: int, batch: int = 32
+) -> dict[str, float]:
+    """Milliseconds per face embedding ``batch`` aligned crops: facepipe's single-call embedder
+    (--threads intra-op threads) against OpenCV DNN's forward of one batched blob, interleaved,
+    the median of ``runs`` runs each."""
+    reps = -(-batch // len(crops))
+    faces = np.ascontiguousarray(np.concatenate([crops] * reps)[:batch])
+    blob = cv2.dnn.blobFromImages(list(faces), 1.0, (112, 112), (0, 0, 0), swapRB=True, crop=False)
+    ours_s, cv_s = [], []
+    engine.embed_aligned(faces)
+    net.setInput(blob)
+    net.forward()
+    for _ in range(runs):
+        start = time.perf_counter()
+        engine.embed_aligned(faces)
+        ours_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        net.setInput(blob)
+        net.forward()
+        cv_s.append(time.perf_counter() - start)
+    ours, peer = statistics.median(ours_s), statistics.median(cv_s)
+    return {
+        "batch": batch,
+        "facepipe_ms_per_face": 1000 * ours / batch,
+        "opencv_dnn_ms_per_face": 1000 * peer / batch,
+        "ratio": peer / ours,
+    }
 
 
 def run_opencv(
@@ -180,12 +159,11 @@ def main(argv: list[str] | None = None) -> int:
 
     files = pick_images(args.data, args.images)
     blobs = [f.read_bytes() for f in files]
-    engine = get_engine(Settings(provider="cpu", threads=args.threads))
+    settings = Settings(provider="cpu", threads=args.threads)
+    engine = get_engine(settings)
     manifest = read_manifest("default")["detector"]
     cv2.setNumThreads(args.threads)
-    model_dir = Path(engine.pack.detector.session._model_path).parent  # type: ignore[attr-defined]
-    yunet = next(model_dir.glob("face_detection_yunet*.onnx"))
-    sface = next(model_dir.glob("face_recognition_sface*.onnx"))
+    yunet, sface = prepared_model_files(settings.cache_dir)  # the prepared float32 files
     detector = cv2.FaceDetectorYN.create(
         str(yunet), "", (320, 320), float(manifest["score_threshold"]), float(manifest["nms_iou"]), 5000
     )
@@ -200,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         seconds, cv_faces = run_opencv(detector, recognizer, blobs, int(manifest["max_side"]))
         cv_times.append(seconds)
     stages = stage_times(engine, blobs)
+    crops = []
+    for blob in blobs[:16]:
+        image = engine.decode(blob, max_bytes=len(blob))
+        crops += [align_face(image.bgr, lm) for lm in engine.pack.detector.detect(image.bgr).landmarks]
+    embed = embed_comparison(engine, cv2.dnn.readNet(str(sface)), np.stack(crops), args.runs * 3)
 
     n = len(blobs)
     ours_ips = [n / t for t in ours_times]
@@ -218,11 +201,15 @@ def main(argv: list[str] | None = None) -> int:
         _, in_w, in_h = input_geometry(image.width, image.height, int(manifest["max_side"]))
         gflop += YUNET_GFLOPS_640 * in_w * in_h / (640 * 640)
     gflop += SFACE_GFLOPS * total_faces
-    nominal, sgemm, peak_note = peak_flops(args.threads)
-    peak = max(nominal, sgemm)  # a measured rate above the nominal peak means the cores boost
+    peak_figures = float32_peak(args.threads)
+    peak = peak_figures["peak_gflop_per_s"] * 1e9
+    sgemm = peak_figures["measured_sgemm_gflop_per_s"] * 1e9
     achieved = gflop * 1e9 / statistics.median(ours_times)
     opencv_achieved = gflop * 1e9 / statistics.median(cv_times)
     result = {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "embedder_variant": engine.pack.embedder_variant,
         "images": n,
         "faces": total_faces,
         "threads": args.threads,
@@ -241,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "opencv_images_per_s": {"median": statistics.median(cv_ips), "min": min(cv_ips), "max": max(cv_ips)},
         "ratio": statistics.median(ours_ips) / statistics.median(cv_ips),
         "facepipe_stage_ms_per_image": {k: 1000 * v / n for k, v in stages.items()},
+        "embed_per_face": embed,
         "same_face_count_images": same_count,
         "embedding_cosine_ours_vs_opencv": {
             "min": min(cosines, default=float("nan")),
@@ -249,12 +237,14 @@ def main(argv: list[str] | None = None) -> int:
         "gflop_per_pass": gflop,
         "achieved_gflop_per_s": achieved / 1e9,
         "opencv_achieved_gflop_per_s": opencv_achieved / 1e9,
-        "nominal_peak_gflop_per_s": nominal / 1e9,
-        "peak_basis": peak_note,
+        "nominal_peak_gflop_per_s": peak_figures["nominal_gflop_per_s"],
+        "peak_basis": peak_figures["basis"],
         "measured_sgemm_gflop_per_s": sgemm / 1e9,
         "peak_gflop_per_s": peak / 1e9,
         "fraction_of_peak": achieved / peak,
         "opencv_fraction_of_peak": opencv_achieved / peak,
+        "fraction_of_measured_sgemm": achieved / sgemm,
+        "opencv_fraction_of_measured_sgemm": opencv_achieved / sgemm,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     print(json.dumps(result, indent=2))

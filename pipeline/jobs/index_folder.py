@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import json
 import sys
 import time
@@ -308,6 +309,10 @@ class FolderJob:
     ) -> IndexSummary:
         """Process ``rel_paths`` (``total`` of them) through ``analyzer``; returns the summary."""
         started = time.monotonic()
+        # Everything alive now (models, the service's API model, the store) lives for the whole
+        # job: moved out of the cyclic collector's view, so that its collections, triggered by the
+        # job's many short-lived objects, stop walking it (about 4% of a job's CPU time otherwise).
+        gc.freeze()
         self.summary.recovered = self.recover_interrupted()
         progress = Progress(total, progress_stream)
         try:

@@ -27,6 +27,7 @@ version, so each machine measures once and a new preparation version measures ag
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -35,7 +36,7 @@ import logging
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -307,6 +308,22 @@ def _raw_outputs(model: Path | bytes, crops: npt.NDArray[np.uint8]) -> npt.NDArr
     ).astype(np.float32)
 
 
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """Drop the root logger's warnings for the block: ONNX Runtime's quantization tools log their
+    notes (e.g. on BatchNormalization weights) through it, which would reach the user's terminal."""
+
+    def errors_only(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+    root = logging.getLogger()
+    root.addFilter(errors_only)
+    try:
+        yield
+    finally:
+        root.removeFilter(errors_only)
+
+
 def build_int8_variants(
     source: Path,
     float_path: Path,
@@ -342,7 +359,7 @@ def build_int8_variants(
             return None if blob is None else {input_name: blob}
 
     can_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
-    with tempfile.TemporaryDirectory(prefix="facepipe-int8-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="facepipe-int8-") as tmp, _quiet_root_logger():
         float_file, pre_file = Path(tmp) / "float.onnx", Path(tmp) / "pre.onnx"
         onnx.save(model, str(float_file))
         quant_pre_process(str(float_file), str(pre_file), skip_symbolic_shape=True)
