@@ -131,13 +131,18 @@ def redacted(url: str) -> str:
     return f"{user + '@' if user else ''}{host}:{port}/{parts.get('dbname', '')}"
 
 
+def _one_line(exc: BaseException) -> str:
+    """A driver error as one line (libpq's messages span several)."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected))
 
 
 def _connect_error(where: str, exc: psycopg.Error) -> InternalServerError:
     """The clear error for a failed connection: refused credentials, missing database, unreachable."""
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    text = _one_line(exc)
     state = getattr(exc, "sqlstate", None)
     if state in ("28P01", "28000") or "authentication failed" in str(exc):
         return InternalServerError(f"the PostgreSQL store {where} refused the credentials: {text}")
@@ -581,7 +586,7 @@ class PostgresDatabase:
                 self._migrate(first)
             except psycopg.Error as exc:
                 raise InternalServerError(
-                    f"the PostgreSQL store {self.where} could not apply facepipe's schema: {str(exc).strip()}"
+                    f"the PostgreSQL store {self.where} could not apply facepipe's schema: {_one_line(exc)}"
                 ) from exc
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
@@ -623,7 +628,7 @@ class PostgresDatabase:
                 self.pool.putconn(conn)  # a broken connection is discarded by the pool
         assert last is not None
         raise InternalServerError(
-            f"the PostgreSQL store {self.where} is unreachable: {str(last).strip()}; retry"
+            f"the PostgreSQL store {self.where} is unreachable: {_one_line(last)}; retry"
         ) from last
 
     @contextmanager
@@ -633,10 +638,13 @@ class PostgresDatabase:
         committing = False
         try:
             yield tx
-            for collection_id in sorted(tx.changed):
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(collection_id)))
+            # the notifications and the commit in one round trip (no parameters: one simple query)
+            notices = [
+                sql.SQL("NOTIFY {}, {}; ").format(sql.Identifier(CHANNEL), sql.Literal(str(collection_id)))
+                for collection_id in sorted(tx.changed)
+            ]
             committing = True
-            conn.execute("COMMIT")
+            conn.execute(sql.Composed([*notices, sql.SQL("COMMIT")]))
         except BaseException as exc:
             if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 with contextlib.suppress(psycopg.Error):
@@ -648,7 +656,7 @@ class PostgresDatabase:
             self.pool.putconn(conn)
 
     def _request_error(self, exc: psycopg.Error, during_commit: bool) -> InternalServerError:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = _one_line(exc)
         if isinstance(exc, psycopg.OperationalError) and not _retryable(exc):
             outcome = (
                 "the write may or may not have been committed" if during_commit else "nothing was committed"
@@ -673,7 +681,6 @@ class PostgresDatabase:
         """A write transaction: committed when the block ends without error, rolled back otherwise.
         Each collection it touches is row-locked for the rest of the transaction."""
         with self._transaction("BEGIN ISOLATION LEVEL READ COMMITTED", writable=True) as tx:
-            tx.conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             yield tx
 
     # schema ------------------------------------------------------------------------------------
@@ -800,9 +807,11 @@ class PostgresDatabase:
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    """Every pooled connection: commits wait for the WAL flush, whatever the server's default."""
-    conn.execute("SET synchronous_commit = on")
-    conn.execute("SET application_name = 'facepipe'")
+    """Every pooled connection: commits wait for the WAL flush, whatever the server's default, and
+    a writer waits at most LOCK_TIMEOUT for a collection's row lock."""
+    conn.execute(
+        f"SET synchronous_commit = on; SET lock_timeout = '{LOCK_TIMEOUT}'; SET application_name = 'facepipe'"
+    )
 
 
 class ChangeListener(threading.Thread):
@@ -842,7 +851,7 @@ class ChangeListener(threading.Thread):
             except psycopg.Error as exc:
                 self.listening.clear()
                 if not self.stopping.is_set():
-                    log.warning("store listener: %s; reconnecting in %.1f s", str(exc).strip(), wait)
+                    log.warning("store listener: %s; reconnecting in %.1f s", _one_line(exc), wait)
                     self.stopping.wait(wait)
                     wait = min(5.0, wait * 2)
             finally:

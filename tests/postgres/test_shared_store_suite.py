@@ -55,7 +55,11 @@ class PostgresStoreMachine(StoreMachine):
 
 TestPostgresStoreMachine = PostgresStoreMachine.TestCase
 TestPostgresStoreMachine.settings = settings(
-    max_examples=5, stateful_step_count=10, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=6,
+    stateful_step_count=10,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 
