@@ -289,8 +289,8 @@ def _to_bgr(image: Image.Image) -> npt.NDArray[np.uint8]:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
-    rgb = np.asarray(image.convert("RGB"))
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), dtype=np.uint8)
 
 
 def _decode_cost(image: Image.Image, layout: _JpegLayout | None, reduction: int) -> int:
@@ -310,52 +310,60 @@ def _decode_jpeg(
     data: bytes, image: Image.Image, layout: _JpegLayout, reduction: int
 ) -> npt.NDArray[np.uint8]:
     """The stored-orientation pixels of a complete JPEG at 1/``reduction`` scale; refuses one
-    whose data ends early."""
-    flag = _CV2_JPEG_FLAGS[reduction] | cv2.IMREAD_IGNORE_ORIENTATION
+    whose data ends early.
 
-    def cv2_decode(blob: bytes) -> npt.NDArray[np.uint8] | None:
-        out = cv2.imdecode(np.frombuffer(blob, np.uint8), flag)
-        return None if out is None else np.asarray(out, dtype=np.uint8)
-
-    plain = image.mode in ("RGB", "L")
-    bgr = cv2_decode(data) if plain else None
-    if bgr is None:  # CMYK, YCCK and what OpenCV does not take: PIL
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if reduction > 1:
-                    image.draft(image.mode, (image.size[0] // reduction, image.size[1] // reduction))
-                image.load()
-                bgr = _to_bgr(image)
-        except Exception:
-            raise InvalidImageFormatException(
-                "The JPEG image is corrupt or truncated and could not be decoded"
-            ) from None
-    check = layout.progressive or not plain or not layout.huffman or bool((bgr[-1, -1] == 128).all())
-    if check and not _same_pixels(data, data[: layout.end] + _FILLER + data[layout.end :], reduction):
-        raise InvalidImageFormatException(_TRUNCATED)
-    return bgr
-
-
-def _same_pixels(first: bytes, second: bytes, reduction: int) -> bool:
-    """Whether two JPEGs decode (by PIL at 1/``reduction`` scale) to exactly the same pixels.
-
-    PIL, not OpenCV: libjpeg's warnings (about the filler) stay quiet instead of reaching stderr.
+    A plain baseline JPEG (8-bit RGB or gray, Huffman-coded, one scan) is decoded by OpenCV, the
+    fastest; its data ended early only if its last block came out exactly mid-grey (libjpeg fills
+    missing blocks with zeros), and only then is it decoded again to make sure. Progressive, CMYK
+    and arithmetic-coded JPEGs hide missing data in any block: PIL decodes them, and once more
+    with filler before the end marker, and the two must be the same.
     """
+    padded = data[: layout.end] + _FILLER + data[layout.end :]
+    if image.mode in ("RGB", "L") and layout.huffman and not layout.progressive:
+        flag = _CV2_JPEG_FLAGS[reduction] | cv2.IMREAD_IGNORE_ORIENTATION
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        if decoded is not None:
+            bgr = np.asarray(decoded, dtype=np.uint8)
+            if bool((bgr[-1, -1] == 128).all()) and not _same_pixels(
+                _pil_jpeg(data, reduction), padded, reduction
+            ):
+                raise InvalidImageFormatException(_TRUNCATED)
+            return bgr
+    loaded = _pil_jpeg(image, reduction)
+    if not _same_pixels(loaded, padded, reduction):
+        raise InvalidImageFormatException(_TRUNCATED)
+    return _to_bgr(loaded)
+
+
+def _pil_jpeg(source: bytes | Image.Image, reduction: int) -> Image.Image:
+    """A JPEG (bytes, or opened and not yet loaded) loaded by PIL at 1/``reduction`` scale.
+
+    PIL keeps libjpeg's warnings quiet (OpenCV prints them to stderr)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            images = []
-            for blob in (first, second):
-                image = Image.open(io.BytesIO(blob), formats=["JPEG"])
-                if reduction > 1:
-                    image.draft(image.mode, (image.size[0] // reduction, image.size[1] // reduction))
-                image.load()
-                images.append(image)
+            image = Image.open(io.BytesIO(source), formats=["JPEG"]) if isinstance(source, bytes) else source
+            if reduction > 1:
+                image.draft(image.mode, (image.size[0] // reduction, image.size[1] // reduction))
+            image.load()
+            return image
     except Exception:
+        raise InvalidImageFormatException(
+            "The JPEG image is corrupt or truncated and could not be decoded"
+        ) from None
+
+
+def _same_pixels(first: Image.Image, second: bytes, reduction: int) -> bool:
+    """Whether JPEG ``second`` decodes (by PIL at 1/``reduction`` scale) to exactly ``first``."""
+    try:
+        other = _pil_jpeg(second, reduction)
+    except InvalidImageFormatException:
         return False
-    a, b = images
-    return a.size == b.size and a.mode == b.mode and ImageChops.difference(a, b).getbbox() is None
+    return (
+        first.size == other.size
+        and first.mode == other.mode
+        and ImageChops.difference(first, other).getbbox() is None
+    )
 
 
 def _decode_png(image: Image.Image, reduction: int) -> npt.NDArray[np.uint8]:
