@@ -386,7 +386,7 @@ def test_cheap_calls_do_not_wait_behind_image_work(metadata_threads: int) -> Non
     finally:
         live.stop()
     if metadata_threads:
-        assert max(latencies) < 0.2, latencies
+        assert sorted(latencies)[2] < 0.1 and max(latencies) < 0.35, latencies
     else:
         assert sorted(latencies)[2] > 0.2, latencies  # the old behaviour: queued behind images
 
