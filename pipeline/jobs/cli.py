@@ -62,6 +62,10 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--data-dir", type=Path, help="data directory (default: $FACEPIPE_HOME or the user data dir)"
     )
     parser.add_argument(
+        "--store",
+        help="the PostgreSQL store several servers and jobs share, postgresql://user@host:port/db (default: $FACEPIPE_STORE, else SQLite in the data directory; keep the password in $FACEPIPE_STORE or ~/.pgpass, not on the command line)",
+    )
+    parser.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
@@ -99,7 +103,7 @@ def _job_settings(args: argparse.Namespace) -> Settings:
 
     With the Ray engine the driver only needs the engine's quality checks: one thread.
     """
-    settings = Settings.from_env(data_dir=args.data_dir)
+    settings = Settings.from_env(data_dir=args.data_dir, store=args.store)
     if args.engine == "ray":
         return replace(settings, threads=1)
     return replace(settings, threads=engine_threads(settings.threads, args.workers))

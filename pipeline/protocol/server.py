@@ -64,6 +64,7 @@ _CONFIG_KEYS: dict[str, type] = {
     "host": str,
     "port": int,
     "data_dir": str,
+    "store": str,
     "auth": bool,
     "credentials_file": str,
     "max_body_bytes": int,
@@ -113,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help=f"address to bind (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, help=f"port to bind (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", help="data directory (default: $FACEPIPE_HOME or the user data dir)")
+    parser.add_argument(
+        "--store",
+        help="the PostgreSQL store several servers and jobs share, postgresql://user@host:port/db (default: $FACEPIPE_STORE, else SQLite in the data directory; keep the password in $FACEPIPE_STORE or ~/.pgpass, not on the command line)",
+    )
     parser.add_argument("--config", type=Path, help="INI config file with a [server] section")
     parser.add_argument(
         "--credentials-file",
@@ -343,6 +348,7 @@ def serve_main(argv: list[str]) -> int:
         allowed_hosts = parse_allowed_hosts(options.get("allowed_hosts"), verifier is not None, host)
         settings = Settings.from_env(
             data_dir=options.get("data_dir"),
+            store=options.get("store"),
             s3_endpoint_url=options.get("s3_endpoint_url"),
             s3_root=Path(options["s3_root"]) if options.get("s3_root") else None,
         )

@@ -27,17 +27,22 @@ FACEPIPE = Path(sys.executable).with_name("facepipe")
 
 
 class Server:
-    """One `facepipe serve --no-auth` child on a free loopback port."""
+    """One `facepipe serve --no-auth` child on a free loopback port, on the PostgreSQL ``store``
+    (FACEPIPE_STORE, or the --store option with ``by_flag``)."""
 
-    def __init__(self, data_dir: Path, store: str) -> None:
+    def __init__(self, data_dir: Path, store: str, by_flag: bool = False) -> None:
         self.port = free_port()
         self.log = data_dir / f"server-{self.port}.log"
         data_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, FACEPIPE_STORE=store, FACEPIPE_THREADS="1")
+        env = dict(os.environ, FACEPIPE_THREADS="1")
+        env.pop("FACEPIPE_STORE", None)
+        store_option = ["--store", store] if by_flag else []
+        if not by_flag:
+            env["FACEPIPE_STORE"] = store
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
                 [str(FACEPIPE), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-auth",
-                 "--data-dir", str(data_dir), "--threads", "4"],
+                 "--data-dir", str(data_dir), "--threads", "4", *store_option],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )  # fmt: skip
         self.url = f"http://127.0.0.1:{self.port}"
@@ -75,7 +80,8 @@ class Server:
 
 @pytest.fixture()
 def two_servers(pg_url: str, tmp_path: Path) -> Iterator[list[Server]]:
-    servers = [Server(tmp_path / name, pg_url) for name in ("a", "b")]
+    # one server is given the store by FACEPIPE_STORE, the other by --store
+    servers = [Server(tmp_path / "a", pg_url), Server(tmp_path / "b", pg_url, by_flag=True)]
     try:
         for server in servers:
             server.wait_listening()
