@@ -3,7 +3,8 @@
     python benchmarks/bench_index_folder.py --images 1000 --rounds 3 [--shell-images 30]
         [--modes loop,job,shell,ray] [--out-dir benchmarks/results/index-folder --name NAME]
 
-A temporary folder of ``--images`` photos is built from the labeled photos in
+A temporary folder of ``--images`` photos (with ``--small``: 250x250 one-face JPEGs made from the
+shared aligned crops and celeb5 photos, see small_photos()) is built from the labeled photos in
 ../shared/data/faces (photos/ and celeb5/), or from insightface's sample photos when those are
 absent, repeated with distinct bytes (a few bytes appended after the image data) so that every
 file is a new image to the job. Each run of a mode is its own process on a fresh data directory,
@@ -21,8 +22,13 @@ so its peak resident memory (ru_maxrss) is its own. The modes:
   the process start and the model load, as a shell loop does.
 - ray: index-folder with ``--engine ray`` on a local Ray instance (needs `pip install ray`); Ray's
   start-up and the actors' model load are inside the clock.
+- cli: `facepipe index-folder` with default options as its own process, the models loading inside
+  it (the prepared files and the embedder's precision choice come from the cache);
+- opencv: a plain OpenCV DNN loop (cv2.FaceDetectorYN + cv2.FaceRecognizerSF on the prepared
+  float32 files) over the same files, as its own process.
 
-Rounds interleave the modes (the order rotates every round) so that all of them see the same
+Every mode's whole process is timed too (process_images_per_second); cli over opencv compares
+whole processes. Rounds interleave the modes (the order rotates every round) so that all of them see the same
 machine load; each round's ratios job/loop and job/shell are recorded, and the figures reported
 are medians over the rounds. Each run also records the faces it indexed; the job's faces (count,
 boxes, confidences per ExternalImageId) must equal the loop's and the shell loop's.
@@ -49,7 +55,9 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FACES = REPO_ROOT.parent / "shared" / "data" / "faces"
 COLLECTION_ID = "bench"
-MODES = ("loop", "job", "shell", "ray")
+MODES = ("loop", "job", "shell", "ray", "cli", "opencv")
+SMALL_SIDE = 250
+"""Side of the small one-face photos (--small), pixels."""
 
 
 def source_images() -> list[Path]:
@@ -68,16 +76,46 @@ def source_images() -> list[Path]:
     return sorted(p for p in samples.iterdir() if p.suffix.lower() in (".jpg", ".png"))
 
 
-def build_folder(folder: Path, count: int) -> int:
-    """Fill ``folder`` with ``count`` distinct image files; returns their total size in bytes."""
-    sources = source_images()
+def small_photos() -> list[bytes]:
+    """250x250 one-face JPEGs made from the shared data: the aligned 112x112 crops with a replicated
+    border (the face then fills about half the photo) rescaled, and the celeb5 photos
+    centre-cropped to a square and rescaled."""
+    import cv2
+
+    photos = []
+    for path in sorted((SHARED_FACES / "aligned").glob("*/*")):
+        crop = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if crop is None:
+            continue
+        padded = cv2.copyMakeBorder(crop, 50, 50, 50, 50, cv2.BORDER_REPLICATE)
+        photos.append(cv2.resize(padded, (SMALL_SIDE, SMALL_SIDE), interpolation=cv2.INTER_AREA))
+    for path in sorted((SHARED_FACES / "celeb5").glob("*/*.jpg")):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        h, w = image.shape[:2]
+        side = min(h, w)
+        square = image[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
+        photos.append(cv2.resize(square, (SMALL_SIDE, SMALL_SIDE), interpolation=cv2.INTER_AREA))
+    if not photos:
+        raise SystemExit(f"--small needs the shared faces at {SHARED_FACES}")
+    return [cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for photo in photos]
+
+
+def build_folder(folder: Path, count: int, small: bool = False) -> tuple[int, int]:
+    """Fill ``folder`` with ``count`` distinct image files (the labeled photos, or with ``small``
+    the 250x250 one-face photos); returns (their total size in bytes, distinct sources)."""
+    if small:
+        sources = [(data, ".jpg") for data in small_photos()]
+    else:
+        sources = [(path.read_bytes(), path.suffix.lower()) for path in source_images()]
     total = 0
     for i in range(count):
-        src = sources[i % len(sources)]
-        data = src.read_bytes() + b"\0" * (1 + i // len(sources))
-        (folder / f"{i:06d}{src.suffix.lower()}").write_bytes(data)
+        raw, suffix = sources[i % len(sources)]
+        data = raw + b"\0" * (1 + i // len(sources))
+        (folder / f"{i:06d}{suffix}").write_bytes(data)
         total += len(data)
-    return total
+    return total, len(sources)
 
 
 def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
@@ -156,15 +194,16 @@ def _loop(folder: Path, data_dir: Path) -> tuple[int, int, int]:
     return len(files), faces, failed
 
 
-def _job(folder: Path, data_dir: Path, engine: str) -> tuple[int, int, int]:
-    """`facepipe index-folder` through its entry point; returns (images, faces, failed)."""
+def _job(folder: Path, data_dir: Path, engine: str, preload: bool = True) -> tuple[int, int, int]:
+    """`facepipe index-folder` through its entry point; returns (images, faces, failed). Without
+    ``preload`` the models load inside the job, as in a `facepipe index-folder` process."""
     from pipeline.config import Settings
     from pipeline.jobs.analyzers import engine_threads
     from pipeline.jobs.cli import DEFAULT_LOCAL_WORKERS, index_folder_main
     from pipeline.vision.engine import get_engine
 
     settings = Settings.from_env(data_dir=data_dir)
-    if engine == "local":  # load the models the job will use (same settings), untimed
+    if engine == "local" and preload:  # load the models the job will use (same settings), untimed
         job_settings = replace(settings, threads=engine_threads(settings.threads, DEFAULT_LOCAL_WORKERS))
         warm = get_engine(job_settings)
         warm.analyze(warm.decode(sorted(folder.iterdir())[0].read_bytes()))
@@ -177,6 +216,50 @@ def _job(folder: Path, data_dir: Path, engine: str) -> tuple[int, int, int]:
         raise RuntimeError(f"index-folder exited with status {status}")
     summary = json.loads(out.getvalue())
     return int(summary["Images"]), int(summary["FacesIndexed"]), int(summary["Failed"])
+
+
+def _opencv(folder: Path) -> tuple[int, int, int]:
+    """Plain OpenCV DNN loop (the whole-process peer): cv2.FaceDetectorYN + cv2.FaceRecognizerSF on
+    the prepared float32 model files, every file read, decoded, detected (longer side at most the
+    detector's max_side, as facepipe does), each face aligned and embedded; returns (images,
+    faces, failed)."""
+    import cv2
+    import numpy as np
+
+    from pipeline.cli.bench.suite_pipeline import prepared_model_files
+    from pipeline.config import Settings
+    from pipeline.vision.packs import read_manifest
+
+    spec = read_manifest("default")["detector"]
+    yunet, sface = prepared_model_files(Settings.from_env().cache_dir)
+    detector = cv2.FaceDetectorYN.create(
+        str(yunet), "", (320, 320), float(spec["score_threshold"]), float(spec["nms_iou"]), 5000
+    )
+    recognizer = cv2.FaceRecognizerSF.create(str(sface), "")
+    max_side = int(spec["max_side"])
+    files = sorted(folder.iterdir())
+    faces = failed = 0
+    vectors = []
+    with _Clock():
+        for path in files:
+            bgr = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                failed += 1
+                continue
+            scale = min(1.0, max_side / max(bgr.shape[:2]))
+            small = (
+                bgr
+                if scale == 1.0
+                else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            )
+            detector.setInputSize((small.shape[1], small.shape[0]))
+            _, found = detector.detect(small)
+            for face in found if found is not None else []:
+                full = face.copy()
+                full[:14] /= scale
+                vectors.append(recognizer.feature(recognizer.alignCrop(bgr, full)).reshape(-1))
+                faces += 1
+    return len(files), faces, failed
 
 
 def _shell(folder: Path, data_dir: Path, images: int) -> tuple[int, int, int]:
@@ -208,14 +291,19 @@ def run_mode(mode: str, folder: Path, data_dir: Path, shell_images: int) -> dict
     load_before = os.getloadavg()[0]
     if mode == "loop":
         images, faces, failed = _loop(folder, data_dir)
+    elif mode == "opencv":
+        images, faces, failed = _opencv(folder)
+    elif mode == "cli":
+        images, faces, failed = _job(folder, data_dir, "local", preload=False)
     elif mode == "shell":
         images, faces, failed = _shell(folder, data_dir, shell_images)
     else:
         images, faces, failed = _job(folder, data_dir, "ray" if mode == "ray" else "local")
     seconds, cpu_seconds = _LAST_SECONDS
     peak = peak_rss_mib(resource.RUSAGE_CHILDREN if mode == "shell" else resource.RUSAGE_SELF)
-    with contextlib.closing(FacePipe(Settings.from_env(data_dir=data_dir))) as fp:
-        (data_dir / "digest.json").write_text(json.dumps(faces_digest(fp)))
+    if mode != "opencv":
+        with contextlib.closing(FacePipe(Settings.from_env(data_dir=data_dir))) as fp:
+            (data_dir / "digest.json").write_text(json.dumps(faces_digest(fp)))
     return {
         "mode": mode,
         "images": images,
@@ -241,6 +329,13 @@ def source_state() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD").strip(), "changed_files": changed}
 
 
+def _cpu_name() -> str:
+    """The CPU's model name and SIMD flags, as the reports name it."""
+    from pipeline.cli.bench.machine import cpu_flags, cpu_model
+
+    return f"{cpu_model()} ({', '.join(cpu_flags())})"
+
+
 def _same_faces(ours: dict[str, Any], peer: dict[str, Any]) -> bool:
     """True when every image the peer indexed has the same faces in ours (boxes, confidences)."""
     return bool(peer) and all(ours.get(image_id) == faces for image_id, faces in peer.items())
@@ -257,20 +352,24 @@ def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
         mode: {
             "images": rounds[0][mode]["images"] if mode in rounds[0] else None,
             "images_per_second": _median([r[mode]["images_per_second"] for r in rounds if mode in r]),
+            "process_images_per_second": _median(
+                [r[mode]["process_images_per_second"] for r in rounds if mode in r]
+            ),
             "cpu_ms_per_image": _median([r[mode]["cpu_ms_per_image"] for r in rounds if mode in r]),
             "peak_rss_mib": max(r[mode]["peak_rss_mib"] for r in rounds if mode in r),
         }
         for mode in modes
     }
     ratios: dict[str, Any] = {}
-    for peer in ("loop", "shell"):
-        per_round = [
-            round(r["job"]["images_per_second"] / r[peer]["images_per_second"], 2)
-            for r in rounds
-            if "job" in r and peer in r
-        ]
+    # job over the in-process peers: the timed part; cli over opencv: whole processes
+    for ours, peer, key in (
+        ("job", "loop", "images_per_second"),
+        ("job", "shell", "images_per_second"),
+        ("cli", "opencv", "process_images_per_second"),
+    ):
+        per_round = [round(r[ours][key] / r[peer][key], 2) for r in rounds if ours in r and peer in r]
         if per_round:
-            ratios[f"job_over_{peer}"] = {"per_round": per_round, "median": _median(per_round)}
+            ratios[f"{ours}_over_{peer}"] = {"per_round": per_round, "median": _median(per_round)}
     return {"medians": medians, "ratios": ratios}
 
 
@@ -280,21 +379,36 @@ def markdown(report: dict[str, Any]) -> str:
         f"# index-folder benchmark ({report['images']} images, {report['cpus']} CPUs, {report['rounds']} rounds)",
         "",
         f"Folder: {report['images']} distinct JPEG/PNG files ({report['folder_mib']} MiB) built from "
-        f"{report['source_images']} labeled photos; shell loop on the first {report['shell_images']} of them. "
-        "Rounds interleave the modes; figures are medians over the rounds.",
+        f"{report['source_images']} "
+        + (
+            "one-face 250x250 photos (aligned crops and celeb5, rescaled)"
+            if report.get("small_photos")
+            else "labeled photos"
+        )
+        + (
+            f"; shell loop on the first {report['shell_images']} of them. "
+            if "shell" in report["summary"]["medians"]
+            else ". "
+        )
+        + "Rounds interleave the modes; figures are medians over the rounds. Whole process: the "
+        "mode's own process from start to exit (imports, model load from the cache, the work).",
+        f"CPU: {report.get('cpu', '?')}.",
         "",
-        "| mode | what runs | images/s (median) | CPU ms per image | peak RSS MiB |",
-        "|---|---|---|---|---|",
+        "| mode | what runs | images/s (median) | whole process, images/s | CPU ms per image | peak RSS MiB |",
+        "|---|---|---|---|---|---|",
     ]
     what = {
         "loop": 'in-process `FacePipe.call("IndexFaces")` per image (models preloaded)',
         "job": "`facepipe index-folder` (local engine, default options, models preloaded)",
         "shell": "one `facepipe index-faces --image-bytes fileb://...` process per image",
         "ray": "`facepipe index-folder --engine ray` (Ray start and model load included; CPU, RSS: driver only)",
+        "cli": "`facepipe index-folder` as its own process (models load inside it)",
+        "opencv": "plain OpenCV DNN loop (FaceDetectorYN + FaceRecognizerSF, prepared float32 files) as its own process",
     }
     for mode, figures in report["summary"]["medians"].items():
         lines.append(
-            f"| {mode} | {what[mode]} | {figures['images_per_second']:.2f} | {figures['cpu_ms_per_image']:.1f} "
+            f"| {mode} | {what[mode]} | {figures['images_per_second']:.2f} | "
+            f"{figures['process_images_per_second']:.2f} | {figures['cpu_ms_per_image']:.1f} "
             f"| {figures['peak_rss_mib']:.0f} |"
         )
     lines += ["", "| ratio | per round | median |", "|---|---|---|"]
@@ -324,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--shell-images", type=int, default=30, help="images of the shell loop (default 30)")
     parser.add_argument("--modes", default="loop,job,shell", help=f"comma-separated, of: {', '.join(MODES)}")
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help="250x250 one-face photos made from the shared aligned crops and celeb5",
+    )
     parser.add_argument("--out-dir", type=Path, help="write NAME.json and NAME.md here")
     parser.add_argument("--name", help="file name stem of the results (default: <date>-cpu-<images>)")
     parser.add_argument("--run-mode", help=argparse.SUPPRESS)
@@ -348,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="facepipe-bench-folder-") as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
-        folder_bytes = build_folder(folder, args.images)
+        folder_bytes, distinct = build_folder(folder, args.images, small=args.small)
         for round_index in range(args.rounds):
             order = modes[round_index % len(modes) :] + modes[: round_index % len(modes)]
             results: dict[str, dict[str, Any]] = {}
@@ -358,13 +477,20 @@ def main(argv: list[str] | None = None) -> int:
                 command = [sys.executable, __file__, "--run-mode", mode, "--folder", str(folder)]
                 command += ["--data-dir", str(data_dir), "--shell-images", str(args.shell_images)]
                 env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+                started = time.perf_counter()
                 child = subprocess.run(command, capture_output=True, text=True, env=env)
+                process_seconds = time.perf_counter() - started
                 if child.returncode != 0:
                     print(f"{mode}: failed\n{child.stderr}", file=sys.stderr)
                     return 1
                 result = json.loads(child.stdout.strip().splitlines()[-1])
+                # the whole child process: start, imports, model load (cached preparation), the work
+                # and, except for opencv, the faces digest written after it
+                result["process_seconds"] = round(process_seconds, 3)
+                result["process_images_per_second"] = round(result["images"] / process_seconds, 3)
                 results[mode] = result
-                digests[mode] = json.loads((data_dir / "digest.json").read_text())
+                if (data_dir / "digest.json").is_file():
+                    digests[mode] = json.loads((data_dir / "digest.json").read_text())
                 shutil.rmtree(data_dir, ignore_errors=True)
                 print(
                     f"round {round_index + 1} {mode:>5}: {result['images_per_second']:7.2f} images/s  "
@@ -372,20 +498,23 @@ def main(argv: list[str] | None = None) -> int:
                     f"peak RSS {result['peak_rss_mib']:.0f} MiB  load {result['load_average_1min_before']}",
                     file=sys.stderr,
                 )
-            if "job" in digests:
-                for peer in ("loop", "shell", "ray"):
-                    if peer in digests:
-                        same = _same_faces(digests["job"], digests[peer])
+            ours = digests.get("job", digests.get("cli"))
+            if ours is not None:
+                for peer in ("loop", "shell", "ray", "cli"):
+                    if peer in digests and digests[peer] is not ours:
+                        same = _same_faces(ours, digests[peer])
                         equal[peer] = equal.get(peer, True) and same
             rounds.append(results)
     report = {
         "benchmark": "index_folder",
         "images": args.images,
         "shell_images": args.shell_images,
-        "source_images": len(source_images()),
+        "source_images": distinct,
+        "small_photos": args.small,
         "folder_mib": round(folder_bytes / 2**20, 1),
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
+        "cpu": _cpu_name(),
         "facepipe_threads_env": os.environ.get("FACEPIPE_THREADS", ""),
         "source": source_state(),
         "runs": rounds,
