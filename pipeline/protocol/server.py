@@ -380,6 +380,10 @@ def serve_main(argv: list[str]) -> int:
     try:
         # open the store and load the models now, so the first request is not the slow one
         _ = fp.store, fp.engine
+        shared_record = getattr(fp.store, "replay_guard", None)
+        if verifier is not None and shared_record is not None:
+            # a store shared by several servers remembers signatures for all of them
+            verifier.replays = shared_record()
     except Exception as exc:
         logger.exception("cannot start: %s", exc)
         print(f"facepipe serve: error: cannot open the store or load the models: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Protocol
 from urllib.parse import quote, unquote
 
 from pipeline.errors import (
@@ -175,6 +176,19 @@ def _parse_authorization(value: str) -> tuple[str, list[str], str]:
     return fields["Credential"], signed, fields["Signature"].lower()
 
 
+class SignatureRecord(Protocol):
+    """Where accepted signatures are remembered: :class:`ReplayGuard` in this process, or a store
+    shared by several servers (the PostgreSQL store's, so a request accepted by one server is a
+    replay on all of them)."""
+
+    max_entries: int
+    """Live signatures remembered at most (0: no limit of its own)."""
+
+    def accept(self, signature: bytes, expires_at: float, now: float) -> str:
+        """ "new" (remembered now), "seen" (a replay) or "full" (not remembered: no room)."""
+        ...
+
+
 class ReplayGuard:
     """Remembers every accepted signature until its X-Amz-Date leaves the clock-skew window. Thread-safe.
 
@@ -254,7 +268,8 @@ class SigV4Verifier:
         self.service = service
         self.max_skew_s = max_skew_s
         self._now = clock
-        self.replays = ReplayGuard(max_entries=replay_cache_entries)
+        self.replays: SignatureRecord = ReplayGuard(max_entries=replay_cache_entries)
+        """Accepted signatures; a shared store's record replaces it where servers share credentials."""
 
     def verify(self, request: SignedRequest) -> Identity:
         """Identity of the signer, or raise the AWS error for an unsigned/invalid/expired/replayed request."""

@@ -5,6 +5,8 @@ other keeps serving."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import socket
@@ -18,7 +20,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from pgserver import free_port
 
 pytestmark = pytest.mark.slow
@@ -26,11 +31,16 @@ pytestmark = pytest.mark.slow
 FACEPIPE = Path(sys.executable).with_name("facepipe")
 
 
-class Server:
-    """One `facepipe serve --no-auth` child on a free loopback port, on the PostgreSQL ``store``
-    (FACEPIPE_STORE, or the --store option with ``by_flag``)."""
+ACCESS_KEY, SECRET_KEY = "AKIDSHARED", "shared-secret"
+"""The key pair both servers accept when started with ``signed=True``."""
 
-    def __init__(self, data_dir: Path, store: str, by_flag: bool = False) -> None:
+
+class Server:
+    """One `facepipe serve` child on a free loopback port, on the PostgreSQL ``store``
+    (FACEPIPE_STORE, or the --store option with ``by_flag``); --no-auth unless ``signed``, which
+    accepts ACCESS_KEY/SECRET_KEY."""
+
+    def __init__(self, data_dir: Path, store: str, by_flag: bool = False, signed: bool = False) -> None:
         self.port = free_port()
         self.log = data_dir / f"server-{self.port}.log"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -39,9 +49,12 @@ class Server:
         store_option = ["--store", store] if by_flag else []
         if not by_flag:
             env["FACEPIPE_STORE"] = store
+        auth_option = [] if signed else ["--no-auth"]
+        if signed:
+            env["FACEPIPE_CREDENTIALS"] = f"{ACCESS_KEY}:{SECRET_KEY}"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                [str(FACEPIPE), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-auth",
+                [str(FACEPIPE), "serve", "--host", "127.0.0.1", "--port", str(self.port), *auth_option,
                  "--data-dir", str(data_dir), "--threads", "4", *store_option],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )  # fmt: skip
@@ -66,6 +79,17 @@ class Server:
             aws_access_key_id="x",
             aws_secret_access_key="y",
             config=Config(retries={"max_attempts": 1}, read_timeout=60),
+        )
+
+    def client_signed(self) -> Any:
+        """A boto3 client signing with the key pair of ``signed=True`` servers."""
+        return boto3.client(
+            "rekognition",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            config=Config(retries={"max_attempts": 3}, read_timeout=60),
         )
 
     def stop(self) -> None:
@@ -174,3 +198,45 @@ def test_sigkill_of_one_server_during_writes_loses_nothing_it_acknowledged(
         CollectionId="k", FaceId=more["Face"]["FaceId"], FaceMatchThreshold=0, MaxFaces=4096
     )
     assert len(found["FaceMatches"]) == len(stored)
+
+
+def test_a_request_accepted_by_one_server_is_a_replay_on_the_other(pg_url: str, tmp_path: Path) -> None:
+    """Servers sharing credentials and a PostgreSQL store share the SigV4 replay record: the exact
+    bytes of a signed request that server A answered are refused by server B. Both sit behind one
+    name (as behind a load balancer), so the signed Host header fits either."""
+    servers = [Server(tmp_path / "a", pg_url, signed=True), Server(tmp_path / "b", pg_url, signed=True)]
+    try:
+        for server in servers:
+            server.wait_listening()
+        body = json.dumps({"CollectionId": "replayed"}).encode()
+        request = AWSRequest(
+            method="POST",
+            url="http://facepipe.lb/",
+            data=body,
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "RekognitionService.CreateCollection",
+            },
+        )
+        SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "rekognition", "us-east-1").add_auth(request)
+        signed_headers = {"Host": "facepipe.lb", **dict(request.headers.items())}
+
+        def send(server: Server) -> tuple[int, dict[str, Any]]:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            try:
+                connection.request("POST", "/", body=body, headers=signed_headers)
+                response = connection.getresponse()
+                return response.status, json.loads(response.read() or b"{}")
+            finally:
+                connection.close()
+
+        status, answer = send(servers[0])
+        assert status == 200, answer
+        status, answer = send(servers[1])
+        assert status == 400 and answer["__type"].endswith("ThrottlingException"), answer
+        assert "already been used" in answer["Message"]
+        listed = servers[1].client_signed().list_collections()["CollectionIds"]
+        assert listed == ["replayed"], "the replay must not have run again"
+    finally:
+        for server in servers:
+            server.stop()
