@@ -197,24 +197,25 @@ def flop_per_cycle(vendor: str, family: int, model: int, flags: set[str]) -> tup
     return 8, "SSE: 4 lanes x (1 add + 1 mul)"
 
 
-def measured_sgemm(threads: int) -> float:
-    """Best float32 matrix-multiply rate (FLOP/s) of numpy's BLAS on ``threads`` threads, in a
-    child process (so the thread count applies): the rate this machine really reaches."""
+def measured_sgemm(threads: int, size: int = 2048) -> float:
+    """Best float32 matrix-multiply rate (FLOP/s) of numpy's BLAS on ``threads`` threads
+    (``size`` x ``size`` matrices, best of 6), in a child process (so the thread count applies):
+    the rate this machine really reaches."""
     import sys
 
     code = (
         "import numpy as np, time\n"
-        "a = np.random.rand(2048, 2048).astype(np.float32)\n"
+        f"a = np.random.rand({size}, {size}).astype(np.float32)\n"
         "a @ a\n"
         "best = min((lambda t: (a @ a, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(6))\n"
-        "print(2 * 2048**3 / best)\n"
+        f"print(2 * {size}**3 / best)\n"
     )
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip())
 
 
-def float32_peak(threads: int) -> dict[str, Any]:
+def float32_peak(threads: int, sgemm_size: int = 2048) -> dict[str, Any]:
     """The float32 peak of ``threads`` cores: nominal (cores x nominal clock x flop_per_cycle) and
     measured (numpy's sgemm); ``peak_gflop_per_s`` is the larger (a measured rate above the
     nominal one means the cores boost above the clock /proc/cpuinfo reports)."""
@@ -236,7 +237,7 @@ def float32_peak(threads: int) -> dict[str, Any]:
             model = int(value)
     per_cycle, why = flop_per_cycle(vendor, family, model, flags)
     nominal = threads * mhz * 1e6 * per_cycle
-    sgemm = measured_sgemm(threads)
+    sgemm = measured_sgemm(threads, sgemm_size)
     return {
         "nominal_gflop_per_s": nominal / 1e9,
         "flop_per_cycle_per_core": per_cycle,
