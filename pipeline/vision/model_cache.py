@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-PREPARATION_VERSION = 5
+PREPARATION_VERSION = 6
 """Version of pipeline.vision.prepare's transforms (and of the int8 embedder built from them, see
 pipeline.vision.precision); part of every prepared file's cache key."""
 

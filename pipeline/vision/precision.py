@@ -438,12 +438,7 @@ def measure_choice(
         if name != FLOAT32
     }
     ms_per_face = timed_trial(sessions, crops)
-    passing = [FLOAT32, *(name for name, cosine in gate.items() if cosine >= GATE_MEAN_COSINE)]
-    auto = min(passing, key=lambda name: ms_per_face[name])
-    int8 = min(gate, key=lambda name: ms_per_face[name])
-    return {
-        "auto": auto,
-        "int8": int8,
+    record: dict[str, Any] = {
         "ms_per_face_one_thread": {k: round(v, 3) for k, v in ms_per_face.items()},
         "mean_cosine_to_float32": {k: round(v, 5) for k, v in gate.items()},
         "gate_mean_cosine": GATE_MEAN_COSINE,
@@ -453,6 +448,18 @@ def measure_choice(
         "machine": cpu_fingerprint(),
         "preparation_version": PREPARATION_VERSION,
     }
+    record["auto"] = _auto_variant(record)
+    record["int8"] = min(gate, key=lambda name: ms_per_face[name])
+    return record
+
+
+def _auto_variant(record: dict[str, Any]) -> str:
+    """What ``auto`` takes from a choice file's measurements under the current gate: the fastest
+    of float32 and the variants whose mean cosine to float32 reaches GATE_MEAN_COSINE."""
+    times: dict[str, float] = record["ms_per_face_one_thread"]
+    cosines: dict[str, float] = record["mean_cosine_to_float32"]
+    passing = [FLOAT32, *(name for name, cosine in cosines.items() if cosine >= GATE_MEAN_COSINE)]
+    return min(passing, key=lambda name: times[name])
 
 
 def choose_embedder(
@@ -489,7 +496,7 @@ def choose_embedder(
             return EmbedderChoice(float_path, FLOAT32, why)
         record = measure_choice(float_path, source, source_sha256, transforms, cache_dir, crops, providers)
         write_atomic(record_file, (json.dumps(record, indent=2) + "\n").encode())
-    variant = str(record[precision])
+    variant = str(record[precision]) if precision == "int8" else _auto_variant(record)
     times = record["ms_per_face_one_thread"]
     reason = (
         f"{precision}: {variant} ({times[variant]:.2f} ms/face on one thread; float32 {times[FLOAT32]:.2f}; "

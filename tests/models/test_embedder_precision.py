@@ -129,3 +129,38 @@ def test_new_preparation_version_measures_again(
     )
     # the old choice is not reused: the new version measures again (here with no faces: float32)
     assert asked == [True] and choice.variant == "float32" and "no calibration faces" in choice.reason
+
+
+def test_auto_applies_the_current_gate_to_a_stored_choice(tmp_path: Path) -> None:
+    """A choice file measured under an older, laxer gate does not make auto pick int8 now."""
+    source, float_path = tmp_path / "model.onnx", tmp_path / "model.prepared.onnx"
+    float_path.write_bytes(b"float")
+    steps = ["fold_dequantize"]
+    int8_file = precision.int8_path(source, "ab" * 32, steps, tmp_path, precision.INT8_VARIANTS[0])
+    int8_file.parent.mkdir(parents=True)
+    int8_file.write_bytes(b"int8")
+    record = {
+        "auto": "int8-qop",
+        "int8": "int8-qop",
+        "ms_per_face_one_thread": {"float32": 10.0, "int8-qop": 4.0},
+        "mean_cosine_to_float32": {"int8-qop": 0.995},
+        "files": {"int8-qop": int8_file.name},
+        "machine": precision.cpu_fingerprint(),
+    }
+    record_file = precision.choice_path(source, "ab" * 32, steps, tmp_path)
+    record_file.write_text(json.dumps(record))
+    cpu = ["CPUExecutionProvider"]
+    auto = precision.choose_embedder(
+        "auto", float_path, source, "ab" * 32, steps, tmp_path, cpu, no_faces_expected
+    )
+    assert auto.variant == "float32" and auto.path == float_path
+    forced = precision.choose_embedder(
+        "int8", float_path, source, "ab" * 32, steps, tmp_path, cpu, no_faces_expected
+    )
+    assert forced.variant == "int8-qop" and forced.path == int8_file
+    record["mean_cosine_to_float32"] = {"int8-qop": 0.999}
+    record_file.write_text(json.dumps(record))
+    again = precision.choose_embedder(
+        "auto", float_path, source, "ab" * 32, steps, tmp_path, cpu, no_faces_expected
+    )
+    assert again.variant == "int8-qop"
