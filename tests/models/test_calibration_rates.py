@@ -56,24 +56,24 @@ def test_published_false_accept_rates(scored: tuple[np.ndarray, np.ndarray, np.n
     similarity, same, _ = scored
     assert same.sum() == 11_139 and (~same).sum() == 328_761
     # published: 10% of strangers at 25, 0.99% at 50, 0.098% at 80 (Rekognition's 1 in 1,000),
-    # 32 pairs (0.0097%) at 90, 3 at 95, none at 99
+    # 98 pairs (0.030%) at 90, 62 (0.019%) at 95, 32 (0.0097%, 1 in 10,000) at 99
     assert 0.085 <= _far(similarity, same, 25) <= 0.11
     assert 0.0085 <= _far(similarity, same, 50) <= 0.0115
     assert 0.0008 <= _far(similarity, same, 80) <= 0.0012
-    assert 20 <= (similarity[~same] >= 90).sum() <= 45
-    assert (similarity[~same] >= 95).sum() <= 6
-    assert (similarity[~same] >= 99).sum() == 0
+    assert 80 <= (similarity[~same] >= 90).sum() <= 120
+    assert 45 <= (similarity[~same] >= 95).sum() <= 80
+    assert 20 <= (similarity[~same] >= 99).sum() <= 45
 
 
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_published_false_reject_rates(scored: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     similarity, same, subset = scored
-    # published: 3.7% at 50, 9.2% at 80, 18.4% at 90, 39.4% at 99 (all genuine pairs)
+    # published: 3.7% at 50, 9.2% at 80, 13.1% at 90, 18.4% at 99 (all genuine pairs)
     assert 0.03 <= _frr(similarity, same, 50) <= 0.045
     assert 0.082 <= _frr(similarity, same, 80) <= 0.102
-    assert 0.17 <= _frr(similarity, same, 90) <= 0.20
-    assert 0.37 <= _frr(similarity, same, 99) <= 0.42
+    assert 0.12 <= _frr(similarity, same, 90) <= 0.145
+    assert 0.17 <= _frr(similarity, same, 99) <= 0.20
     # web photos through the whole pipeline (celeb5): no stranger at 50 or above, 12.3% rejected at 80
     web = subset == "celeb5"
     assert (similarity[web & ~same] >= 50).sum() == 0
