@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli.bench.stats import percentile
-from pipeline.cli.bench.suite_pipeline import sample_photo_dir
 from pipeline.cli.bench.suite_server import KEY_ID, SECRET, free_port, http_call
+from pipeline.vision.samples import sample_photos
 
 UPLOAD_CLIENTS, UPLOAD_BYTES = 40, 14_900_000
 FLOOD_CONNECTIONS, FLOOD_FILE_LIMIT = 1100, 1024
@@ -214,14 +214,14 @@ def flood_figures(server: Server) -> dict[str, Any]:
 def build_collection(url: str) -> None:
     call = http_call(url, True)
     call("CreateCollection", {"CollectionId": "bench"})
-    photos = sample_photo_dir()
+    photos = sample_photos()
     for name in ("t1.jpg", "Tom_Hanks_54745.png", "mask_blue.jpg"):
         call("IndexFaces", {"CollectionId": "bench", "Image": {"Bytes": (photos / name).read_bytes()}})
 
 
 def list_faces_under_load(url: str, image_clients: int, seconds: float) -> dict[str, Any]:
     """ListFaces latencies (one sequential client) while image clients run DetectFaces nonstop."""
-    group = (sample_photo_dir() / "t1.jpg").read_bytes()
+    group = (sample_photos() / "t1.jpg").read_bytes()
     stop = threading.Event()
     images = [0]
     lock = threading.Lock()

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from pipeline.vision.samples import find_sample_photos
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FACES = REPO_ROOT.parent / "shared" / "data" / "faces"
 
 
-def _insightface_images() -> Path | None:
-    spec = importlib.util.find_spec("insightface")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "images"
-
-
-SAMPLE_IMAGES = _insightface_images()
+SAMPLE_IMAGES = find_sample_photos()
 """Photos shipped inside the installed insightface package (t1.jpg: a group of 6 faces); None where
-insightface is not installed (a dependency of facepipe, so only on a partial install such as the
-GPU script's)."""
+insightface is not installed."""
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ models. The store is a temporary directory unless --data-dir names one to keep.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import sys
 import tempfile
@@ -23,24 +22,12 @@ import cv2
 import numpy as np
 
 from pipeline.errors import RekognitionError
+from pipeline.vision.samples import sample_photos
 
 GROUP_PHOTO = "t1.jpg"
 PORTRAIT = "Tom_Hanks_54745.png"
 NO_FACE_PHOTO = "mask_white.jpg"
 USER_ID = "tom-hanks"
-SAMPLE_PHOTOS_INSTALL = "pip install --no-deps insightface==2.1"
-"""How to add the sample photos: only insightface's data files are used, not its code or dependencies."""
-
-
-def sample_images_dir() -> Path:
-    """insightface's data/images folder (the sample photos installed with the package)."""
-    spec = importlib.util.find_spec("insightface")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the sample photos ship in the insightface package, which is not installed; "
-            f"add them with: {SAMPLE_PHOTOS_INSTALL}"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "images"
 
 
 @dataclass
@@ -244,7 +231,7 @@ def quickstart_main(argv: Sequence[str]) -> int:
     )
     fp = FacePipe(Settings.from_env(data_dir=data_dir))
     try:
-        run_quickstart(fp, sample_images_dir(), args.collection_id)
+        run_quickstart(fp, sample_photos(), args.collection_id)
     except RekognitionError as error:
         print(f"facepipe quickstart: {error.code}: {error.message}", file=sys.stderr)
         return 1

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import inspect
 import json
 import logging
@@ -51,6 +50,7 @@ from pipeline.vision.align import ARCFACE_TEMPLATE, CROP_SIZE, align_face, simil
 from pipeline.vision.detect import Detector
 from pipeline.vision.model_cache import PREPARATION_VERSION, TRANSFORMS, write_atomic
 from pipeline.vision.providers import CPU, session_options
+from pipeline.vision.samples import find_sample_photos
 
 if TYPE_CHECKING:
     import onnx
@@ -188,15 +188,6 @@ def int8_path(
 # ----------------------------------------------------------------------------- calibration faces
 
 
-def sample_photo_dir() -> Path | None:
-    """The sample photos inside the installed insightface package (found without importing it)."""
-    spec = importlib.util.find_spec("insightface")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "data" / "images"
-    return folder if folder.is_dir() else None
-
-
 def _jittered(
     bgr: npt.NDArray[np.uint8], landmarks: npt.NDArray[np.float32], rng: np.random.Generator
 ) -> Any:
@@ -217,7 +208,7 @@ def calibration_faces(detector: Detector, folder: Path | None = None) -> npt.NDA
     """Aligned 112x112 BGR crops of every face in the sample photos and in their mirror images,
     each with JITTERED_COPIES jittered copies (a fixed seed: the same crops on every machine).
     Empty (0, 112, 112, 3) when the photos are not installed."""
-    folder = folder if folder is not None else sample_photo_dir()
+    folder = folder if folder is not None else find_sample_photos()
     crops: list[npt.NDArray[np.uint8]] = []
     rng = np.random.default_rng(20261201)
     for path in sorted(folder.iterdir()) if folder is not None else []:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import subprocess
 import sys
@@ -30,11 +29,10 @@ from pipeline.vision.image import (
     decode_image,
     reduction_for,
 )
+from pipeline.vision.samples import sample_photos
 
 LIMIT = 5 * 1024 * 1024
-SAMPLE_IMAGES = (
-    Path(next(iter(importlib.util.find_spec("insightface").submodule_search_locations))) / "data" / "images"
-)  # type: ignore[union-attr]
+SAMPLE_IMAGES = sample_photos()
 """Photos that ship inside the installed insightface package (t1.jpg: 1280x886, six faces)."""
 
 

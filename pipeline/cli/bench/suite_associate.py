@@ -20,7 +20,7 @@ import cv2
 from pipeline.cli.bench.context import BenchContext
 from pipeline.cli.bench.report import Figure, SuiteResult
 from pipeline.cli.bench.stats import spread, time_runs
-from pipeline.cli.bench.suite_pipeline import sample_photo_dir
+from pipeline.vision.samples import sample_photos
 
 Call = Callable[[str, dict[str, Any]], dict[str, Any]]
 """An operation runner: (operation name, request) -> response, as FacePipe.call."""
@@ -35,7 +35,7 @@ def sample_variant(index: int) -> bytes:
 
     IndexFaces recognises an image it has already indexed, so repeated calls need distinct images.
     """
-    bgr = cv2.imread(str(sample_photo_dir() / "t1.jpg"))
+    bgr = cv2.imread(str(sample_photos() / "t1.jpg"))
     if bgr is None:
         raise RuntimeError("cannot read the sample photo t1.jpg")
     dx, dy = index % 16, index // 16

@@ -8,7 +8,6 @@ interleaved with ours. Faces come from the sample photos shipped with insightfac
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,13 @@ from pipeline.vision.align import align_face
 from pipeline.vision.detect import YuNetDetector, letterbox
 from pipeline.vision.model_cache import prepared_path
 from pipeline.vision.packs import LoadedPack, read_manifest, verified_file
+from pipeline.vision.samples import sample_photos
 from pipeline.vision.streams import usable_cores
 
 U8 = npt.NDArray[np.uint8]
 
 SFACE_GFLOP_PER_FACE = 1.15
 """SFace's float32 compute per face, GFLOP."""
-
-
-def sample_photo_dir() -> Path:
-    """insightface's bundled sample photos (t1.jpg: a group of six faces)."""
-    spec = importlib.util.find_spec("insightface")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the insightface package (sample photos) is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "images"
 
 
 def prepared_model_files(cache_dir: Path) -> tuple[Path, Path]:
@@ -81,7 +73,7 @@ def run_pipeline(ctx: BenchContext) -> SuiteResult:
     }
     if ctx.threads > 0:
         cv2.setNumThreads(ctx.threads)
-    photos_dir = sample_photo_dir()
+    photos_dir = sample_photos()
     read = cv2.imread(str(photos_dir / "t1.jpg"))
     if read is None:
         raise RuntimeError(f"cannot read {photos_dir / 't1.jpg'}")

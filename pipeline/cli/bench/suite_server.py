@@ -43,7 +43,7 @@ from pipeline.cli.bench.context import BenchContext
 from pipeline.cli.bench.report import Figure, SuiteResult
 from pipeline.cli.bench.stats import percentile, speedups, spread
 from pipeline.cli.bench.suite_associate import Call, index_sample_faces
-from pipeline.cli.bench.suite_pipeline import sample_photo_dir
+from pipeline.vision.samples import sample_photos
 
 SERVER_START_TIMEOUT_S = 120.0
 KEY_ID, SECRET = "AKIDFACEPIPEBENCH", "facepipe-bench-secret"
@@ -286,7 +286,7 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 def build_collection(call: Call, faces: int) -> dict[str, dict[str, Any]]:
     """Index sample faces into COLLECTION and make USER of the portrait's face; each operation's request."""
-    portrait = (sample_photo_dir() / "Tom_Hanks_54745.png").read_bytes()
+    portrait = (sample_photos() / "Tom_Hanks_54745.png").read_bytes()
     index_sample_faces(call, COLLECTION, faces)
     tom = call("IndexFaces", {"CollectionId": COLLECTION, "Image": {"Bytes": portrait}, "MaxFaces": 1})
     call("CreateUser", {"CollectionId": COLLECTION, "UserId": USER})
