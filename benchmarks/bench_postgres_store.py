@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO / "tests" / "service"))
 from pgserver import TempPostgres  # noqa: E402
 from synthetic_faces import LinearEngine, index_vectors  # noqa: E402
 
+from pipeline.cli.bench.machine import cpu_model  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.service import FacePipe  # noqa: E402
 from pipeline.store import NewFace  # noqa: E402
@@ -201,7 +202,7 @@ def main() -> None:
     finally:
         server.close()
     report = {
-        "cpu": _cpu(),
+        "cpu": cpu_model(),
         "cores": len(os.sched_getaffinity(0)),
         "rounds": args.rounds,
         "medians": {b: {k: statistics.median(v) for k, v in figs.items()} for b, figs in results.items()},
@@ -213,16 +214,6 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

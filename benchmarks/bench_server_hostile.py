@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import resource
 import signal
 import socket
@@ -37,23 +36,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli.bench.machine import cpu_model
 from pipeline.cli.bench.stats import percentile
 from pipeline.cli.bench.suite_server import KEY_ID, SECRET, free_port, http_call
 from pipeline.vision.samples import sample_photos
 
 UPLOAD_CLIENTS, UPLOAD_BYTES = 40, 14_900_000
 FLOOD_CONNECTIONS, FLOOD_FILE_LIMIT = 1100, 1024
-
-
-def cpu_name() -> str:
-    """The CPU model as /proc/cpuinfo names it (or the platform's processor string)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def rss_mib(pid: int) -> float:
@@ -273,7 +262,7 @@ def main(argv: list[str]) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
     results: dict[str, Any] = {
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "source": str(args.source or Path.cwd()),
     }
