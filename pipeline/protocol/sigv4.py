@@ -332,10 +332,15 @@ class SigV4Verifier:
     def verify_signature(self, request: SignedRequest, claim: SignatureClaim) -> Identity:
         """Check the body hash and the signature of a request whose headers passed check_headers.
 
-        Raises InvalidSignatureException for a wrong signature, ReplayedSignatureError (a
-        ThrottlingException) for a signature accepted before, ThrottlingException when the replay
-        guard is full.
+        Raises InvalidSignatureException for a wrong signature or a date that left the clock-skew
+        window while the body arrived, ReplayedSignatureError (a ThrottlingException) for a
+        signature accepted before, ThrottlingException when the replay guard is full.
         """
+        now = self._now()
+        # The date is checked again at this later clock reading: the replay guard forgets a
+        # signature once its date has left the window, so a replay whose body arrived late must be
+        # refused here rather than found "new".
+        self._refuse_outside_window(claim.amz_date, claim.signed_at, now)
         by_name = {name.lower(): value for name, value in request.headers}
         payload_hash = hashlib.sha256(request.body).hexdigest()
         declared_hash = by_name.get("x-amz-content-sha256")
@@ -356,7 +361,7 @@ class SigV4Verifier:
                 "Check your AWS Secret Access Key and signing method."
             )
         verdict = self.replays.accept(
-            bytes.fromhex(expected), expires_at=claim.signed_at + self.max_skew_s, now=self._now()
+            bytes.fromhex(expected), expires_at=claim.signed_at + self.max_skew_s, now=now
         )
         if verdict == "seen":
             raise ReplayedSignatureError(
@@ -382,8 +387,12 @@ class SigV4Verifier:
             raise InvalidSignatureException(
                 f"Date in Credential scope does not match YYYYMMDD from X-Amz-Date: {scope_date} vs {amz_date[:8]}."
             )
-        now = self._now()
         signed_s = signed_at.timestamp()
+        self._refuse_outside_window(amz_date, signed_s, self._now())
+        return signed_s
+
+    def _refuse_outside_window(self, amz_date: str, signed_s: float, now: float) -> None:
+        """Raise InvalidSignatureException when ``signed_s`` (epoch s) is more than max_skew_s from ``now``."""
         server = datetime.fromtimestamp(now, tz=timezone.utc)
         minutes = self.max_skew_s / 60
         if signed_s < now - self.max_skew_s:
@@ -398,4 +407,3 @@ class SigV4Verifier:
                 f"Signature not yet current: {amz_date} is still later than {limit.strftime(_AMZ_DATE_FORMAT)} "
                 f"({server.strftime(_AMZ_DATE_FORMAT)} + {minutes:g} min.)"
             )
-        return signed_s

@@ -254,3 +254,25 @@ def test_non_ascii_signature_is_an_invalid_signature() -> None:
     forged = SignedRequest(request.method, request.path, request.query, headers, request.body)
     with pytest.raises(InvalidSignatureException, match="does not match"):
         verifier().verify(forged)
+
+
+def test_date_is_checked_again_when_the_body_has_arrived() -> None:
+    """A replay whose headers arrive just inside the window and whose body arrives after it is
+    refused: the replay guard has forgotten the signature by then, the date check has not."""
+    skew = 300.0
+    now = [SIGNED_AT.timestamp()]
+    v = SigV4Verifier({KEY: SECRET}, max_skew_s=skew, clock=lambda: now[0])
+    request = sign()
+    v.verify(request)  # the original request
+    now[0] = SIGNED_AT.timestamp() + skew - 1
+    claim = v.check_headers(request.headers)  # the captured copy's headers, still in the window
+    now[0] = SIGNED_AT.timestamp() + skew + 2  # its body held back past the window
+    with pytest.raises(InvalidSignatureException, match="Signature expired"):
+        v.verify_signature(request, claim)
+    # a fresh request whose body is slow is refused the same way, not run
+    fresh = sign(body=b'{"CollectionId": "late"}')
+    now[0] = SIGNED_AT.timestamp() + 10
+    claim = v.check_headers(fresh.headers)
+    now[0] = SIGNED_AT.timestamp() + skew + 2
+    with pytest.raises(InvalidSignatureException, match="Signature expired"):
+        v.verify_signature(fresh, claim)
