@@ -253,7 +253,7 @@ class PostgresTx:
     def list_collections(self, after: str | None, limit: int) -> list[CollectionRow]:
         """Collections in name order, starting after ``after``."""
         query = sql.SQL(
-            'SELECT {} FROM collections WHERE name > %s ORDER BY name COLLATE "C" LIMIT %s'
+            'SELECT {} FROM collections WHERE name COLLATE "C" > %s ORDER BY name COLLATE "C" LIMIT %s'
         ).format(_COLLECTION_COLUMNS)
         return self._rows(CollectionRow, query, (after or "", limit))
 
@@ -472,7 +472,7 @@ class PostgresTx:
         """Users in UserId order after ``after``."""
         self._hold(coll)
         query = sql.SQL(
-            'SELECT {} FROM users WHERE collection_id = %s AND user_id > %s ORDER BY user_id COLLATE "C"'
+            'SELECT {} FROM users WHERE collection_id = %s AND user_id COLLATE "C" > %s ORDER BY user_id COLLATE "C"'
             " LIMIT %s"
         ).format(_USER_COLUMNS)
         return self._rows(UserRow, query, (coll.id, after or "", limit))

@@ -5,6 +5,7 @@ notifications between processes, the shared replay guard, and VACUUM after delet
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -342,3 +343,56 @@ def test_facepipe_store_selects_the_backend_everywhere(
 def test_a_store_setting_that_is_no_postgresql_url_is_refused() -> None:
     with pytest.raises(ValueError, match=r"FACEPIPE_STORE.*postgresql://"):
         PostgresStore("mysql://root:secret@db/x")
+
+
+def _database_with_a_natural_collation(server: TempPostgres) -> str | None:
+    """The URL of a new database whose default collation sorts 'B' between 'a' and 'c' (ICU en-US,
+    else libc en_US.UTF-8), or None when the cluster supports neither."""
+    name = "natural_" + secrets.token_hex(6)
+    attempts = (
+        f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'",
+        f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'en_US.UTF-8' LC_CTYPE 'en_US.UTF-8'",
+    )
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        for statement in attempts:
+            try:
+                conn.execute(statement.encode())
+            except psycopg.Error:
+                continue
+            return server.url(name)
+    return None
+
+
+def test_pagination_returns_every_name_under_a_non_c_collation(
+    pg_server: TempPostgres, tmp_path: Path
+) -> None:
+    url = _database_with_a_natural_collation(pg_server)
+    if url is None:
+        pytest.skip("this PostgreSQL cluster has neither ICU nor the en_US.UTF-8 locale")
+    fp = FacePipe(Settings(data_dir=tmp_path, store=url), engine=LinearEngine())
+    try:
+        names = ["a", "B", "c"]
+        for name in names:
+            fp.call("CreateCollection", {"CollectionId": name})
+            fp.call("CreateUser", {"CollectionId": "a", "UserId": name})
+
+        def paged(
+            operation: str, params: dict[str, Any], key: Callable[[dict[str, Any]], list[str]]
+        ) -> list[str]:
+            seen: list[str] = []
+            token: str | None = None
+            for _ in range(10):
+                page = fp.call(
+                    operation, {**params, "MaxResults": 1, **({"NextToken": token} if token else {})}
+                )
+                seen += key(page)
+                token = page.get("NextToken")
+                if not token:
+                    break
+            return seen
+
+        assert paged("ListCollections", {}, lambda p: p["CollectionIds"]) == sorted(names)
+        users = paged("ListUsers", {"CollectionId": "a"}, lambda p: [u["UserId"] for u in p["Users"]])
+        assert users == sorted(names)
+    finally:
+        fp.close()
