@@ -50,14 +50,14 @@ ACCEPT_ERROR_LOG_INTERVAL_S = 10.0
 
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
+_REFUSED_BODY = b'{"__type":"ThrottlingException","Message":"Too many open connections with requests in flight; retry later."}'
 REFUSED_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
     b"Content-Type: application/x-amz-json-1.1\r\n"
     b"x-amzn-ErrorType: ThrottlingException\r\n"
     b"Connection: close\r\n"
-    b"Content-Length: 107\r\n\r\n"
-    b'{"__type":"ThrottlingException","Message":"Too many open connections with requests in flight; retry later."}'
-)
+    b"Content-Length: %d\r\n\r\n" % len(_REFUSED_BODY)
+) + _REFUSED_BODY
 """What a connection over the cap gets when no idle connection can make room (then it is closed)."""
 
 

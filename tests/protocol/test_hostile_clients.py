@@ -20,6 +20,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 from pipeline.protocol.app import LOCAL_HOSTS, host_allowed
 from pipeline.protocol.connections import (
@@ -404,6 +405,26 @@ def test_connection_cap_closes_the_longest_idle_first() -> None:
     tracker.idle(a)
     assert tracker.opened(e) == a
     assert (tracker.evicted, tracker.refused, len(tracker)) == (2, 1, 3)
+
+
+def test_a_client_over_the_connection_cap_gets_a_throttling_exception() -> None:
+    """With every connection busy, an SDK client is answered 503 ThrottlingException (retryable),
+    which botocore parses: the refusal's Content-Length matches its body."""
+    live = start_server(MemoryService(), None, limits=ConnectionLimits(max_connections=1))
+    busy = socket.create_connection(("127.0.0.1", int(live.url.rsplit(":", 1)[1])), timeout=10)
+    try:
+        busy.sendall(head(1000))  # a request in flight: its body has not arrived
+        time.sleep(0.3)
+        client = rekognition_client(live.url)
+        with pytest.raises(ClientError) as info:
+            client.list_collections()
+        error = info.value.response
+        assert error["Error"]["Code"] == "ThrottlingException"
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert "Too many open connections" in error["Error"]["Message"]
+    finally:
+        busy.close()
+        live.stop()
 
 
 def test_accept_failures_log_one_line_per_interval(caplog: pytest.LogCaptureFixture) -> None:
