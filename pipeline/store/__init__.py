@@ -56,6 +56,8 @@ __all__ = [
 
 _UserCentroids = tuple[int, list[str], list[int], np.ndarray]
 """(users_version, user ids, face counts, centroids (U, D)) of one collection."""
+_EVERY_COLLECTION = -1
+"""The erasure-epoch key bumped when every collection's centroids are dropped (ids are positive)."""
 
 
 class Store:
@@ -70,6 +72,8 @@ class Store:
         self.indexes = IndexSet(self.data_dir / "indexes", ann_threshold=ann_threshold)
         self._centroids: dict[int, _UserCentroids] = {}
         self._centroids_lock = threading.Lock()
+        self._erasure_epochs: dict[int, int] = {}
+        """Per collection: how many times its cached centroids were dropped (under _centroids_lock)."""
 
     @contextmanager
     def read(self) -> Iterator[db.Tx]:
@@ -98,8 +102,7 @@ class Store:
     def _erase_in_memory(self, tx: db.Tx) -> None:
         """Drop this process's copies of what ``tx`` deleted (it has committed)."""
         for collection_id in tx.deleted_users | tx.deleted_collections:
-            with self._centroids_lock:
-                self._centroids.pop(collection_id, None)
+            self._drop_centroids(collection_id)
         for collection_id in tx.deleted_collections:
             with self.indexes.lock_for(collection_id):
                 self.indexes.forget(collection_id)
@@ -108,6 +111,22 @@ class Store:
                 coll = rtx.find_collection_by_id(collection_id)
                 if coll is not None and self.indexes.holds(collection_id):
                     self.indexes.current(rtx, coll)  # applies the removals: erases them
+
+    def _drop_centroids(self, collection_id: int | None) -> None:
+        """Drop the collection's cached centroids (every collection's when None) and bump its
+        erasure epoch, so that a match_users whose snapshot predates the drop does not put them back."""
+        key = _EVERY_COLLECTION if collection_id is None else collection_id
+        with self._centroids_lock:
+            if collection_id is None:
+                self._centroids.clear()
+            else:
+                self._centroids.pop(collection_id, None)
+            self._erasure_epochs[key] = self._erasure_epochs.get(key, 0) + 1
+
+    def _erasure_epoch(self, collection_id: int) -> int:
+        """A number that changes whenever the collection's cached centroids are dropped (hold
+        _centroids_lock)."""
+        return self._erasure_epochs.get(collection_id, 0) + self._erasure_epochs.get(_EVERY_COLLECTION, 0)
 
     def index_of(self, coll: CollectionRow) -> CollectionIndex:
         """The collection's FAISS index, up to date with everything committed so far."""
@@ -133,6 +152,8 @@ class Store:
         """Users (other than ``exclude``) whose stored centroid has cosine >= min_cosine with
         ``vector``, best first, at most ``limit``. The centroids are cached per collection and
         re-read when the collection's users change."""
+        with self._centroids_lock:
+            epoch = self._erasure_epoch(coll.id)
         with self.read() as tx:
             version = tx.users_version(coll)
             with self._centroids_lock:
@@ -141,7 +162,9 @@ class Store:
                 ids, counts, matrix = tx.user_centroids(coll)
                 cached = (version, ids, counts, matrix)
                 with self._centroids_lock:
-                    self._centroids[coll.id] = cached
+                    # a deletion committed since the snapshot began: its centroids must not return
+                    if self._erasure_epoch(coll.id) == epoch:
+                        self._centroids[coll.id] = cached
         _, ids, counts, matrix = cached
         if not ids:
             return []

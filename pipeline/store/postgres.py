@@ -911,6 +911,7 @@ class PostgresStore(Store):
         self.indexes = IndexSet(None, ann_threshold=ann_threshold)
         self._centroids = {}
         self._centroids_lock = threading.Lock()
+        self._erasure_epochs = {}
         self.listener: ChangeListener | None = None
         if listen:
             self.listener = ChangeListener(url, self._apply_change, self._resync)
@@ -942,8 +943,7 @@ class PostgresStore(Store):
     def _apply_change(self, collection_id: int) -> None:
         """A write committed on ``collection_id`` (by any process): drop its cached centroids, and
         forget its index (collection deleted) or catch the index up (erasing deleted faces)."""
-        with self._centroids_lock:
-            self._centroids.pop(collection_id, None)
+        self._drop_centroids(collection_id)
         if not self.indexes.holds(collection_id):
             return
         with self.indexes.lock_for(collection_id), self.read() as tx:
@@ -955,8 +955,7 @@ class PostgresStore(Store):
 
     def _resync(self) -> None:
         """After the listener reconnects: apply every held collection (missed notifications)."""
-        with self._centroids_lock:
-            self._centroids.clear()
+        self._drop_centroids(None)
         for idx in self.indexes.cached():
             self._apply_change(idx.collection_id)
 

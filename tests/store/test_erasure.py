@@ -198,6 +198,59 @@ def test_deletion_waits_for_readers_holding_old_snapshots(tmp_path: Path) -> Non
     fp.close()
 
 
+@pytest.mark.parametrize("deletion", ["DeleteUser", "DeleteCollection"])
+def test_a_match_users_in_flight_does_not_put_erased_centroids_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deletion: str
+) -> None:
+    """SearchUsers reads the centroids in a snapshot taken before a deletion commits and clears the
+    cache: what it read must not be cached afterwards (it would stay in memory for good)."""
+    fp = open_pipe(tmp_path / "home", KINDS["exact"])
+    fp.call("CreateCollection", {"CollectionId": "c"})
+    face_ids = index_vectors(fp, "c", random_vectors(5, 4))
+    fp.call("CreateUser", {"CollectionId": "c", "UserId": "u"})
+    fp.call(
+        "AssociateFaces",
+        {"CollectionId": "c", "UserId": "u", "FaceIds": face_ids[:3], "UserMatchThreshold": 0},
+    )
+    coll = collection_row(fp, "c")
+    with fp.store.read() as tx:
+        centroid = tx.user_centroid(coll, "u")
+    assert centroid is not None
+    original = db.Tx.user_centroids
+    read = threading.Event()
+    proceed = threading.Event()
+
+    def slow_user_centroids(self: db.Tx, coll: CollectionRow) -> tuple[list[str], list[int], np.ndarray]:
+        out = original(self, coll)
+        read.set()
+        proceed.wait(10)
+        return out
+
+    monkeypatch.setattr(db.Tx, "user_centroids", slow_user_centroids)
+    searcher = threading.Thread(target=lambda: fp.store.match_users(coll, centroid, 0.0, 10, None))
+    searcher.start()
+    assert read.wait(10)
+    monkeypatch.setattr(db.Tx, "user_centroids", original)
+    params = {"CollectionId": "c"} | ({"UserId": "u"} if deletion == "DeleteUser" else {})
+    # the deletion's WAL checkpoint waits for the searcher's snapshot: run it on a thread
+    deleter = threading.Thread(target=lambda: fp.call(deletion, params))
+    deleter.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until the deletion has committed
+        with fp.store.read() as tx:
+            found = tx.find_collection("c")
+            if found is None or tx.find_user(found, "u") is None:
+                break
+        time.sleep(0.01)
+    time.sleep(0.3)  # and has dropped the cache
+    proceed.set()
+    searcher.join(10)
+    deleter.join(10)
+    cached_centroids = b"".join(m.tobytes() for _, _, _, m in fp.store._centroids.values())
+    assert vector_chunks(centroid)[0] not in cached_centroids
+    fp.close()
+
+
 def test_a_reader_that_outlasts_the_timeout_gets_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
