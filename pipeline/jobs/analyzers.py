@@ -59,7 +59,8 @@ class FileTask:
 
 @dataclass(frozen=True)
 class ImageAnalysis:
-    """An analyzed image: upright size in pixels and its faces (largest first, with embeddings)."""
+    """An analyzed image: the upright source image's size in pixels (before reduced decoding: what
+    identifies the image) and its faces (largest first, with embeddings)."""
 
     width: int
     height: int
@@ -158,7 +159,7 @@ def analyze_images(engine: Any, images: list[DecodedImage]) -> list[ImageAnalysi
         return []
     faces_per_image = engine.analyze_many(images, max_faces=DETECT_MAX_FACES)
     return [
-        ImageAnalysis(width=image.width, height=image.height, faces=list(faces))
+        ImageAnalysis(width=image.source_width, height=image.source_height, faces=list(faces))
         for image, faces in zip(images, faces_per_image, strict=True)
     ]
 

@@ -40,7 +40,8 @@ DEFAULT_LIST_FACES = 1000
 class AnalyzedImage:
     """One image ready to index: its faces from engine.analyze (largest first, with embeddings).
 
-    width, height: image size in pixels after EXIF orientation. max_faces: the most faces to index
+    width, height: the source image's size in pixels after EXIF orientation, before any reduced
+    decoding (DecodedImage.source_width/source_height: part of the de-duplication key). max_faces: the most faces to index
     (None: all that pass the quality filter). quality_filter: NONE, AUTO, LOW, MEDIUM or HIGH.
     detection_attributes: as IndexFaces' DetectionAttributes (DEFAULT, ALL, ...): the FaceDetail of
     each face is analysis.face_detail's for these.
@@ -56,7 +57,8 @@ class AnalyzedImage:
 
 
 def dedup_key(external_image_id: str | None, width: int, height: int, face: DetectedFace) -> str:
-    """The de-duplication key of a face: ExternalImageId, image size and box rounded to 0.01."""
+    """The de-duplication key of a face: ExternalImageId, source image size (``width`` x ``height``
+    pixels, upright, before reduced decoding) and box rounded to 0.01."""
     box = face.bounding_box
     parts = [external_image_id or "", f"{width}x{height}"]
     parts += [f"{round(v, 2):.2f}" for v in (box.left, box.top, box.width, box.height)]
@@ -208,8 +210,8 @@ def index_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     )
     item = AnalyzedImage(
         external_image_id=params.get("ExternalImageId"),
-        width=int(image.width),
-        height=int(image.height),
+        width=int(image.source_width),
+        height=int(image.source_height),
         faces=faces,
         max_faces=max_faces,
         quality_filter=quality_filter,

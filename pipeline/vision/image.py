@@ -14,7 +14,9 @@ What a decode may cost is bounded:
   after decoding) by the largest factor of 2, 4 or 8 that keeps its longer side at least
   REDUCED_DECODE_SIDE pixels. Images up to 2 x REDUCED_DECODE_SIDE pixels a side are decoded as
   they are. ``DecodedImage.width``/``height`` are the decoded image's, and every box and landmark
-  is a ratio of them, so results are in the original image's coordinates.
+  is a ratio of them, so results are in the original image's coordinates;
+  ``source_width``/``source_height`` are the upright file's own size, whatever the reduction (what
+  identifies the image, e.g. in the duplicate-face key).
 - A process-wide budget (:class:`DecodeBudget`) bounds the memory of the decodes running at once;
   a decode waits for its share and after ``wait_seconds`` gives up with ThrottlingException.
 - A JPEG whose data ends before the image is complete is refused (InvalidImageFormatException),
@@ -90,11 +92,15 @@ _TRUNCATED = "The JPEG image is truncated or corrupt: its data ends before the i
 class DecodedImage:
     """An upright image: ``bgr`` is (height, width, 3) uint8 in BGR order; sides in pixels.
 
-    ``reduction`` is the factor (1, 2, 4 or 8) the file's pixels were reduced by on decoding.
+    ``source_width``/``source_height``: the file's size from its header, after EXIF orientation (sides
+    swapped for orientations 5-8), before any reduction. ``reduction`` is the factor (1, 2, 4 or 8)
+    the file's pixels were reduced by on decoding.
     """
 
     bgr: npt.NDArray[np.uint8]
     format: str
+    source_width: int
+    source_height: int
     reduction: int = 1
 
     @property
@@ -250,6 +256,8 @@ _ORIENTATIONS: dict[int, Callable[[npt.NDArray[np.uint8]], Any]] = {
 }
 """EXIF orientation (2-8) to the operation that makes a stored-orientation image upright, as PIL's
 ImageOps.exif_transpose does."""
+_TRANSPOSING_ORIENTATIONS = frozenset((5, 6, 7, 8))
+"""EXIF orientations whose upright image has the stored image's width and height swapped."""
 
 
 def _orient(bgr: npt.NDArray[np.uint8], orientation: int) -> npt.NDArray[np.uint8]:
@@ -454,7 +462,12 @@ def decode_image(data: bytes, max_bytes: int, budget: DecodeBudget | None = None
     with (budget or DECODE_BUDGET).reserve(_decode_cost(image, layout, reduction)):
         try:
             pixels = decode()
-            bgr = _orient(pixels, _orientation(image))  # after decoding: a PNG's EXIF may follow its pixels
+            orientation = _orientation(image)  # after decoding: a PNG's EXIF may follow its pixels
+            bgr = _orient(pixels, orientation)
         finally:
             image.close()  # its full-size pixels go now, while the budget still counts them
-    return DecodedImage(bgr=bgr, format=expected, reduction=reduction)
+    if orientation in _TRANSPOSING_ORIENTATIONS:
+        width, height = height, width
+    return DecodedImage(
+        bgr=bgr, format=expected, source_width=width, source_height=height, reduction=reduction
+    )

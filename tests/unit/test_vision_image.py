@@ -191,6 +191,7 @@ def test_large_jpegs_decode_reduced_with_the_same_picture() -> None:
     budget = CountingBudget()
     decoded = decode_image(data, 16 << 20, budget)
     assert decoded.reduction == 2 and (decoded.width, decoded.height) == (3200, 2215)
+    assert (decoded.source_width, decoded.source_height) == (6400, 4430)  # the file's own size
     assert budget.costs and budget.costs[0] < 3200 * 2215 * 8  # the reduced image, not 28 megapixels
     full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     expected = cv2.resize(full, (3200, 2215), interpolation=cv2.INTER_AREA)
@@ -204,6 +205,15 @@ def test_large_pngs_are_reduced_after_decoding() -> None:
     assert decoded.reduction == 2 and (decoded.width, decoded.height) == (2800, 1938)
     expected = np.asarray(photo.reduce(2))[:, :, ::-1]
     assert float(np.abs(decoded.bgr.astype(np.int16) - expected).mean()) < 1.0
+
+
+def test_a_reduced_rotated_jpeg_reports_its_upright_source_size() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 6000x4000, upright 4000x6000
+    data = encode(gradient(6000, 4000), "JPEG", quality=80, exif=exif.tobytes())
+    decoded = decode_image(data, 16 << 20)
+    assert decoded.reduction == 2 and (decoded.width, decoded.height) == (2000, 3000)
+    assert (decoded.source_width, decoded.source_height) == (4000, 6000)
 
 
 def test_a_truncated_png_is_refused_with_or_without_its_end_chunk() -> None:
@@ -221,8 +231,10 @@ def test_every_exif_orientation_matches_pil(orientation: int, tmp_path: Path) ->
     for fmt in ("JPEG", "PNG"):
         data = encode(image, fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
         upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))[:, :, ::-1]
-        decoded = decode_image(data, LIMIT).bgr
+        image_out = decode_image(data, LIMIT)
+        decoded = image_out.bgr
         assert decoded.shape == upright.shape
+        assert (image_out.source_width, image_out.source_height) == (upright.shape[1], upright.shape[0])
         assert float(np.abs(decoded.astype(np.int16) - upright).mean()) < 3.0, (fmt, orientation)
 
 
