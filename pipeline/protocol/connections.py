@@ -6,7 +6,9 @@ connections, h11's 16 KiB cap on the request head); what it lacks is added by
 
 - a **header deadline**: from the moment a connection is accepted, or its previous response was
   sent, the client has ``header_timeout_s`` to deliver a complete request head, else the
-  connection is closed (slow or idle connections are not held forever);
+  connection is closed (slow or idle connections are not held forever); with TLS, the handshake
+  gets the same time (:func:`limit_tls_handshakes`; a connection still in it is not counted
+  against the cap);
 - a **connection cap** (``max_connections``): when a new connection would exceed it, the
   connection that has waited longest *without a request in flight* (idle keep-alive, or still
   sending its head) is closed to make room, so a flood of idle connections cannot lock out
@@ -264,7 +266,37 @@ class AcceptErrorFilter:
         self.suppressed = 0
 
 
-async def quiet_accept_errors(serve: Any) -> None:
-    """Await the coroutine ``serve`` with :class:`AcceptErrorFilter` as the loop's exception handler."""
-    asyncio.get_running_loop().set_exception_handler(AcceptErrorFilter())
+async def quiet_accept_errors(serve: Any, tls_handshake_timeout_s: float | None = None) -> None:
+    """Await the coroutine ``serve`` with :class:`AcceptErrorFilter` as the loop's exception handler.
+
+    tls_handshake_timeout_s: with TLS, seconds a connection gets to complete its handshake
+    (see :func:`limit_tls_handshakes`); None leaves asyncio's default (60 s).
+    """
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptErrorFilter())
+    if tls_handshake_timeout_s is not None:
+        limit_tls_handshakes(loop, tls_handshake_timeout_s)
     await serve
+
+
+def limit_tls_handshakes(loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+    """Make the servers ``loop`` creates from now on give TLS handshakes ``timeout_s`` seconds.
+
+    A connection still in its handshake has not reached the HTTP protocol, so neither the header
+    deadline nor the connection cap sees it; uvicorn passes no ``ssl_handshake_timeout`` to
+    ``create_server`` (asyncio's default is 60 s), so it is added here.
+    """
+    create_server = loop.create_server
+
+    async def create_server_with_handshake_limit(*args: Any, **kwargs: Any) -> asyncio.Server:
+        if kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_handshake_timeout", timeout_s)
+        return await create_server(*args, **kwargs)
+
+    try:
+        loop.create_server = create_server_with_handshake_limit  # type: ignore[method-assign]
+    except AttributeError:  # a loop type whose methods cannot be replaced (uvloop)
+        logger.warning(
+            "cannot limit TLS handshakes on this event loop (%s): they get its default timeout",
+            type(loop).__name__,
+        )

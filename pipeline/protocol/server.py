@@ -35,6 +35,7 @@ from pipeline.protocol.connections import (
     DEFAULT_MIN_BODY_RATE,
     ConnectionLimits,
     ConnectionTracker,
+    GuardedH11Protocol,
     accept_backlog,
     effective_max_connections,
     guarded_protocol,
@@ -315,7 +316,14 @@ def run_server(server: uvicorn.Server) -> None:
     """``server.run()``, with accept() failures (EMFILE...) logged once per interval, not per attempt."""
     from uvicorn._compat import asyncio_run
 
-    asyncio_run(quiet_accept_errors(server.serve()), loop_factory=server.config.get_loop_factory())
+    protocol = server.config.http
+    handshake_timeout_s = None
+    if server.config.is_ssl and isinstance(protocol, type) and issubclass(protocol, GuardedH11Protocol):
+        handshake_timeout_s = protocol.limits.header_timeout_s  # a TLS handshake gets the header deadline
+    asyncio_run(
+        quiet_accept_errors(server.serve(), tls_handshake_timeout_s=handshake_timeout_s),
+        loop_factory=server.config.get_loop_factory(),
+    )
 
 
 def serve_main(argv: list[str]) -> int:
