@@ -845,7 +845,7 @@ class ChangeListener(threading.Thread):
                     self._conn = conn
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
                     if not first:
-                        self.resync()
+                        self._resync()
                     first = False
                     self.listening.set()
                     wait = 0.1
@@ -871,6 +871,13 @@ class ChangeListener(threading.Thread):
             self.applied += 1
         except Exception:  # never let one bad apply stop the listener; searches catch up anyway
             log.exception("store listener: applying collection %s failed", collection_id)
+
+    def _resync(self) -> None:
+        """``resync()``, logged instead of raised when it fails."""
+        try:
+            self.resync()
+        except Exception:  # as _handle: the listener lives on; searches catch up anyway
+            log.exception("store listener: catching up after the reconnection failed")
 
     def stop(self) -> None:
         """Stop listening and wait (at most 2 s) for the thread to end."""

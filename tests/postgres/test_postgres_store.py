@@ -21,6 +21,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from pgserver import TempPostgres, free_port
+from psycopg import sql
 from synthetic_faces import LinearEngine, index_vectors, person
 
 from pipeline.config import Settings
@@ -28,7 +29,7 @@ from pipeline.errors import ConflictException, InternalServerError, ServiceQuota
 from pipeline.protocol.sigv4 import ReplayedSignatureError, SignedRequest, SigV4Verifier
 from pipeline.service import FacePipe
 from pipeline.store import NewFace
-from pipeline.store.postgres import PostgresStore
+from pipeline.store.postgres import CHANNEL, ChangeListener, PostgresStore
 
 SERVERS = 2
 """FacePipe objects per test, each with its own store, pool and listener: two servers' worth."""
@@ -396,3 +397,35 @@ def test_pagination_returns_every_name_under_a_non_c_collation(
         assert users == sorted(names)
     finally:
         fp.close()
+
+
+def test_the_listener_survives_a_failed_catch_up_after_reconnecting(pg_url: str) -> None:
+    """A resync that fails (the pool unreachable, say) is logged; the listener keeps listening."""
+    applied: list[int] = []
+    resyncs: list[int] = []
+
+    def failing_resync() -> None:
+        resyncs.append(1)
+        raise InternalServerError("no connection to the PostgreSQL store within 10 s")
+
+    listener = ChangeListener(pg_url, applied.append, failing_resync)
+    listener.start()
+    try:
+        assert listener.listening.wait(10)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+                " AND datname = current_database() AND query ILIKE 'LISTEN%%'"
+            )
+            deadline = time.monotonic() + 10
+            while not resyncs and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert resyncs, "the listener did not reconnect"
+            assert listener.listening.wait(10) and listener.is_alive()
+            conn.execute(sql.SQL("NOTIFY {}, '7'").format(sql.Identifier(CHANNEL)))
+        deadline = time.monotonic() + 10
+        while not applied and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert applied == [7]
+    finally:
+        listener.stop()
