@@ -577,6 +577,10 @@ class PostgresDatabase:
                 "the store setting (FACEPIPE_STORE) must be a postgresql:// URL, e.g. "
                 f"postgresql://user:password@host:5432/facepipe; got {url.split('://')[0]!r}://..."
             )
+        try:
+            conninfo_to_dict(url)
+        except psycopg.ProgrammingError:  # libpq's message quotes the URL's parts, password included
+            raise InternalServerError("the store URL cannot be parsed (check its percent-encoding)") from None
         self.url = url
         self.where = redacted(url)
         self.schema_version = SCHEMA_VERSION

@@ -429,3 +429,9 @@ def test_the_listener_survives_a_failed_catch_up_after_reconnecting(pg_url: str)
         assert applied == [7]
     finally:
         listener.stop()
+
+
+def test_an_unparseable_url_is_refused_without_its_password() -> None:
+    with pytest.raises(InternalServerError, match=r"cannot be parsed \(check its percent-encoding\)") as info:
+        PostgresStore("postgresql://u:sec%zzret@127.0.0.1/db", listen=False)
+    assert "sec" not in str(info.value) and info.value.__cause__ is None
