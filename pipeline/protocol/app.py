@@ -135,6 +135,15 @@ def _declared_length(request: Request, max_body_bytes: int) -> int | None:
     return length
 
 
+def _closing_if_body_follows(request: Request, headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` plus ``Connection: close`` when ``request`` declares a body that is not read
+    (the server would otherwise read and discard all of it to keep the connection)."""
+    declared = request.headers.get("content-length", "0").strip()
+    if "transfer-encoding" in request.headers or declared not in ("", "0"):
+        return {**headers, "Connection": "close"}
+    return headers
+
+
 async def _read_body(request: Request, max_body_bytes: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
@@ -275,7 +284,7 @@ def create_app(
         request_id = new_request_id()
         body = json.dumps({"status": "ok", "operations": len(fp.operations)}).encode()
         headers = {"Content-Type": "application/json", "x-amzn-RequestId": request_id}
-        return Response(body, status_code=200, headers=headers)
+        return Response(body, status_code=200, headers=_closing_if_body_follows(request, headers))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -306,4 +315,6 @@ async def _route_error(request: Request, exc: Exception) -> Response:
         "with an X-Amz-Target header."
     )
     answer = error_response(error, new_request_id())
-    return Response(answer.body, status_code=status, headers=answer.headers)
+    return Response(
+        answer.body, status_code=status, headers=_closing_if_body_follows(request, answer.headers)
+    )

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import logging
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from botocore import UNSIGNED
@@ -196,6 +200,44 @@ def test_health_and_unknown_routes(open_server: LiveServer) -> None:
         assert headers["x-amzn-requestid"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "framing"),
+    [
+        ("GET", "/health", 200, "Content-Length: 100000000"),
+        ("POST", "/elsewhere", 404, "Content-Length: 100000000"),
+        ("GET", "/", 405, "Content-Length: 100000000"),
+        ("GET", "/health", 200, "Transfer-Encoding: chunked"),
+    ],
+)
+def test_routes_that_read_no_body_close_instead_of_draining_it(
+    open_server: LiveServer, method: str, path: str, status: int, framing: str
+) -> None:
+    """A request with a body to /health or an unknown route is answered and its connection closed
+    at once: the server does not read and discard a body of any declared size to keep it open."""
+    parts = urlsplit(open_server.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{framing}\r\n\r\n".encode())
+        sock.sendall(b"1000\r\n" + b"A" * 100 if "chunked" in framing else b"A" * 100)
+        started = time.monotonic()
+        received = b""
+        with contextlib.suppress(ConnectionResetError):  # closed with unread bytes: a reset
+            while chunk := sock.recv(65536):
+                received += chunk
+        assert time.monotonic() - started < 3
+    assert received.startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"connection: close" in received.lower()
+    # without a body, the health check keeps its connection (load balancers' keep-alive probes)
+    connection = http.client.HTTPConnection(str(parts.hostname), parts.port, timeout=5)
+    try:
+        for _ in range(2):
+            connection.request("GET", "/health")
+            answer = connection.getresponse()
+            assert answer.status == 200 and json.loads(answer.read())["status"] == "ok"
+            assert answer.getheader("connection") is None and connection.sock is not None
+    finally:
+        connection.close()
+
+
 def test_access_log_is_one_json_line_per_request(
     open_server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -278,9 +320,6 @@ def test_fuzzed_requests_never_5xx_and_leave_the_store_unchanged(open_server: Li
 def test_client_leaving_mid_body_is_no_internal_error(
     open_server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import socket
-    from urllib.parse import urlsplit
-
     parts = urlsplit(open_server.url)
     with caplog.at_level(logging.INFO, logger="pipeline.protocol"):
         with socket.create_connection((parts.hostname, parts.port)) as sock:
