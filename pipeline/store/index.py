@@ -55,6 +55,7 @@ MIN_ANN_THRESHOLD = 16
 
 _MAGIC = b"FPIX1\n"
 _TEMP_PREFIX = ".tmp-"
+"""Half-written index files are named _TEMP_PREFIX + "collection-<id>-" + a random suffix."""
 BUILD_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 """OpenMP threads for building an index; searches use one (a single query gains nothing from
 more, and spinning OpenMP threads next to ONNX Runtime's made one query 100x slower here)."""
@@ -268,6 +269,11 @@ class IndexSet:
     def _path(self, collection_id: int) -> Path | None:
         return None if self.index_dir is None else self.index_dir / f"collection-{collection_id}.faiss"
 
+    @staticmethod
+    def _temp_prefix(collection_id: int) -> str:
+        """The name prefix of the collection's half-written index files (and of no other's)."""
+        return f"{_TEMP_PREFIX}collection-{collection_id}-"
+
     def save(self, idx: CollectionIndex) -> None:
         """Write a quantized index to its file (0600, atomically). Call it only while holding the
         database's write lock with ``idx`` caught up to the head, so that no deletion can commit
@@ -280,12 +286,15 @@ class IndexSet:
             {"kind": idx.kind, "dim": idx.dim, "applied_seq": idx.applied_seq, "removed": []}
         ).encode()
         body = faiss.serialize_index(idx.index)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)  # mkstemp: mode 0600
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=self._temp_prefix(idx.collection_id))  # 0600
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(_MAGIC + struct.pack("<Q", len(header)) + header)
                 f.write(memoryview(body))
             os.replace(tmp, path)
+        except FileNotFoundError:  # another process purged the collection's files meanwhile
+            idx.save_due = False
+            return
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -302,7 +311,7 @@ class IndexSet:
             return
         path.unlink(missing_ok=True)
         if path.parent.is_dir():
-            for stale in path.parent.glob(_TEMP_PREFIX + "*"):
+            for stale in path.parent.glob(self._temp_prefix(collection_id) + "*"):
                 stale.unlink(missing_ok=True)
         idx = self._indexes.get(collection_id)
         if idx is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,40 @@ def test_damaged_saved_index_is_rebuilt_from_sqlite(tmp_path: Path) -> None:
     assert reopened.search(coll, vectors[7], 1, -1.0)[0][0] == labels[7]
     assert reopened.index_of(coll).live_count == 200
     reopened.close()
+
+
+def test_purging_one_collection_leaves_another_collections_save_in_progress(tmp_path: Path) -> None:
+    """A deletion in one collection (or a catch-up that purges its stale file) removes that
+    collection's half-written index files only: another collection's save goes on to its file."""
+    rng = np.random.default_rng(3)
+    store = Store(tmp_path, ann_threshold=100)
+    add_faces(store, unit_rows(rng, 200))
+    with store.write() as tx:
+        other = tx.insert_collection("other", "arn:other", "1.0", 16, {})
+    with store.read() as tx:
+        coll = tx.collection("c")
+    idx = store.index_of(coll)  # built and saved: pq
+    assert idx.kind == "pq" and idx.saved
+    real_replace = os.replace
+
+    def replace_after_other_is_purged(src: str, dst: Path) -> None:
+        store.indexes.purge_saved(other.id)  # between the temp file's creation and its rename
+        real_replace(src, dst)
+
+    idx.saved = False
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "replace", replace_after_other_is_purged)
+        store.indexes.save(idx)
+    assert idx.saved
+    assert [p.name for p in (tmp_path / "indexes").iterdir()] == [f"collection-{coll.id}.faiss"]
+    # another process purging this very collection meanwhile: the save is dropped, not an error
+    purged = coll.id
+    idx.saved = False
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            os, "replace", lambda src, dst: (store.indexes.purge_saved(purged), real_replace(src, dst))
+        )
+        store.indexes.save(idx)
+    assert not idx.saved and not idx.save_due
+    assert list((tmp_path / "indexes").iterdir()) == []
+    store.close()
