@@ -9,6 +9,7 @@ exactly those of a remote call.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,11 +35,14 @@ class LocalTransport:
     """Answers botocore Rekognition requests from the local store in ``data_dir``.
 
     data_dir: the store's directory; None uses Settings' default ($FACEPIPE_HOME or the platform
-    data directory). The service is opened on the first request and kept until :meth:`close`.
+    data directory). embedded_store: always the SQLite store in data_dir, even when
+    $FACEPIPE_STORE names a shared database (an application's tests must not write to it). The
+    service is opened on the first request and kept until :meth:`close`.
     """
 
-    def __init__(self, data_dir: Path | None) -> None:
+    def __init__(self, data_dir: Path | None, embedded_store: bool = False) -> None:
         self._data_dir = data_dir
+        self._embedded_store = embedded_store
         self._facepipe: FacePipe | None = None
 
     def facepipe(self) -> FacePipe:
@@ -47,7 +51,10 @@ class LocalTransport:
             from pipeline.config import Settings
             from pipeline.service import FacePipe
 
-            self._facepipe = FacePipe(Settings.from_env(data_dir=self._data_dir))
+            settings = Settings.from_env(data_dir=self._data_dir)
+            if self._embedded_store:
+                settings = dataclasses.replace(settings, store=None)  # from_env ignores None overrides
+            self._facepipe = FacePipe(settings)
         return self._facepipe
 
     def __call__(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:

@@ -23,7 +23,9 @@ so botocore parses them, raises ``ClientError`` and paginates exactly as against
   one of them too (e.g. an application's module-level client). Clients answered in process go
   back to their own endpoint when the block ends.
 - One block at a time per process; entering a second raises RuntimeError.
-- The store is ``data_dir`` (kept after the block), or a temporary directory removed at the end.
+- The store is ``data_dir`` (kept after the block), or a temporary directory removed at the end:
+  always the embedded (SQLite) store, even when ``$FACEPIPE_STORE`` names a PostgreSQL database,
+  so an application's tests never write to a shared one.
 
 The pytest plugin (:mod:`pipeline.testing.plugin`, installed with facepipe) gives the fixtures
 ``rekognition`` (this block around a test, on a fresh directory) and ``rekognition_client``.
@@ -73,7 +75,7 @@ class InProcessRekognition:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self._transport = LocalTransport(data_dir)
+        self._transport = LocalTransport(data_dir, embedded_store=True)
         self._handlers: list[tuple[str, Any]] = [
             (f"choose-signer.{SERVICE}", _unsigned),
             (f"before-send.{SERVICE}", self._answer),

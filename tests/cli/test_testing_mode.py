@@ -168,3 +168,18 @@ def test_threads_of_the_application_share_one_service(tmp_path: Path) -> None:
         assert errors == []
         users = fp.client().list_users(CollectionId="shared")["Users"]
         assert len(users) == 20
+
+
+def test_the_store_is_embedded_even_when_facepipe_store_names_a_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An application's tests run where $FACEPIPE_STORE points at a shared PostgreSQL: the
+    in-process facepipe still keeps its collections in data_dir and never connects there."""
+    monkeypatch.setenv("FACEPIPE_STORE", "postgresql://nobody:wrong@127.0.0.1:1/not_a_database")
+    with rekognition(data_dir=tmp_path / "store") as fp:
+        fp.client().create_collection(CollectionId="local")
+        assert fp.client().list_collections()["CollectionIds"] == ["local"]
+        assert fp.service.settings.store is None
+    assert any((tmp_path / "store").iterdir())
+    with rekognition() as temporary:
+        assert temporary.client().list_collections()["CollectionIds"] == []
