@@ -744,9 +744,9 @@ class PostgresDatabase:
         self._vacuum()
 
     def reclaim_space(self) -> None:
-        """The same VACUUM (PostgreSQL gives freed pages back to the file system only at the end of
-        a table; facepipe never runs VACUUM FULL, which would lock the tables)."""
-        self._vacuum()
+        """Nothing: erase_log's VACUUM, which follows, is all PostgreSQL does (it gives freed pages
+        back to the file system only at the end of a table; facepipe never runs VACUUM FULL, which
+        would lock the tables)."""
 
     def _vacuum(self) -> None:
         vacuum = sql.SQL("VACUUM {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in _VACUUMED_TABLES))

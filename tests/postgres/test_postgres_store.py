@@ -435,3 +435,20 @@ def test_an_unparseable_url_is_refused_without_its_password() -> None:
     with pytest.raises(InternalServerError, match=r"cannot be parsed \(check its percent-encoding\)") as info:
         PostgresStore("postgresql://u:sec%zzret@127.0.0.1/db", listen=False)
     assert "sec" not in str(info.value) and info.value.__cause__ is None
+
+
+def test_delete_collection_vacuums_once(pipes: list[FacePipe], pg_url: str) -> None:
+    rng = np.random.default_rng(8)
+    index_vectors(pipes[0], "c", person(rng, 5))
+
+    def vacuums() -> int:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'faces'"
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    before = vacuums()
+    pipes[0].call("DeleteCollection", {"CollectionId": "c"})
+    assert vacuums() == before + 1
