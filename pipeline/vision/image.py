@@ -301,17 +301,38 @@ def _to_bgr(image: Image.Image) -> npt.NDArray[np.uint8]:
     return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), dtype=np.uint8)
 
 
+_ALPHA_MODES = frozenset(("RGBA", "LA", "PA", "RGBa", "La"))
+_WIDE_MODES = frozenset(("I;16", "I;16B", "I;16L", "I;16N", "I", "F"))
+
+
 def _decode_cost(image: Image.Image, layout: _JpegLayout | None, reduction: int) -> int:
-    """Bytes a decode holds at its peak (an estimate from the header, erring high)."""
+    """Bytes a decode holds at its peak: an estimate from the header, erring high, of the copies
+    the decode path below makes (bytes per pixel, of the full or the reduced image)."""
     width, height = image.size
+    full = width * height
     reduced = math.ceil(width / reduction) * math.ceil(height / reduction)
-    if layout is not None:  # JPEG: reduced output (twice: the completeness check), PIL's 4-byte
-        # pixels and conversions on its path, whole-image coefficients when progressive
+    if layout is not None:
+        if image.mode in ("RGB", "L") and layout.huffman and not layout.progressive:
+            # OpenCV's 3-byte output, and when its last block is mid-grey the re-check: two PIL
+            # decodes (4 bytes a pixel each) and their 4-byte difference image
+            return reduced * 15
+        # PIL: the decode, the filler decode and their difference (12), or (CMYK) the decode, its
+        # conversion to RGB and two 3-byte arrays (16 with slack); whole-image coefficients when
+        # progressive
         coefficients = sum(layout.blocks(width, height)) * 128 if layout.progressive else 0
-        per_pixel = 6 if image.mode in ("RGB", "L") else 20
-        return reduced * per_pixel + coefficients
-    full = width * height  # PNG: PIL's 4-byte pixels, then conversions of the reduced image
-    return full * 4 + (full if reduction == 1 else reduced) * 10
+        return reduced * (12 if image.mode in ("RGB", "L") else 16) + coefficients
+    mode = image.mode
+    if mode == "P" and "transparency" in image.info:
+        mode = "PA"
+    if mode in _WIDE_MODES:  # 16/32-bit samples are converted to 8-bit BGR at full size
+        return full * 16 + reduced * 3
+    alpha = mode in _ALPHA_MODES  # composited over white: RGBA copy, white, composite, RGB, BGR
+    if reduction == 1:  # PIL's 4-byte pixels, then the conversions to BGR
+        return full * (28 if alpha else 14)
+    # PIL's pixels (twice for a palette image expanded before reducing), then the reduced image
+    # and its conversions
+    palette_copy = full * 4 if mode in ("P", "PA") else 0
+    return full * 4 + palette_copy + reduced * (30 if alpha else 10)
 
 
 def _decode_jpeg(
