@@ -634,6 +634,9 @@ class PostgresDatabase:
             except psycopg.OperationalError as exc:
                 last = exc
                 self.pool.putconn(conn)  # a broken connection is discarded by the pool
+            except BaseException:
+                self.pool.putconn(conn)  # never leak it: the pool would run dry
+                raise
         assert last is not None
         raise InternalServerError(
             f"the PostgreSQL store {self.where} is unreachable: {_one_line(last)}; retry"

@@ -452,3 +452,20 @@ def test_delete_collection_vacuums_once(pipes: list[FacePipe], pg_url: str) -> N
     before = vacuums()
     pipes[0].call("DeleteCollection", {"CollectionId": "c"})
     assert vacuums() == before + 1
+
+
+def test_a_failing_first_statement_returns_its_connection_to_the_pool(pg_url: str) -> None:
+    store = PostgresStore(pg_url, listen=False)
+    try:
+        for _ in range(3):
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                store.database._begin("SELECT 1 / 0")
+        deadline = time.monotonic() + 5
+        while True:  # the pool may still be adding a connection it started to grow by
+            stats = store.database.pool.get_stats()
+            if stats["pool_size"] == stats["pool_available"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert stats["pool_size"] == stats["pool_available"], stats  # none left checked out
+    finally:
+        store.close()
