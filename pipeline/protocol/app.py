@@ -155,6 +155,15 @@ async def _read_body(request: Request, max_body_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def check_thread_counts(threads: int, metadata_threads: int) -> None:
+    """Raise ValueError unless ``threads`` (image threads) is at least 1 and ``metadata_threads``
+    at least 0 (0: metadata operations share the image threads)."""
+    if threads < 1:
+        raise ValueError("--threads must be at least 1")
+    if metadata_threads < 0:
+        raise ValueError("--metadata-threads must be 0 (share the image threads) or more")
+
+
 def create_app(
     fp: Service,
     verifier: SigV4Verifier | None,
@@ -174,8 +183,7 @@ def create_app(
     (None: any, see :func:`host_allowed`); on_shutdown: run once the requests in flight have
     finished (e.g. closing the store).
     """
-    if metadata_threads < 0:
-        raise ValueError("--metadata-threads must be 0 (share the image pool) or more")
+    check_thread_counts(threads, metadata_threads)
     limits = limits or ConnectionLimits()
     image_pool = ThreadPoolExecutor(
         max_workers=threads,

@@ -11,6 +11,7 @@ says otherwise. Connection and time limits: :mod:`pipeline.protocol.connections`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -20,10 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
+from pipeline.errors import RekognitionError
 from pipeline.protocol.app import (
     DEFAULT_METADATA_THREADS,
     DEFAULT_THREADS,
     LOCAL_HOSTS,
+    check_thread_counts,
     create_app,
     default_max_body_bytes,
 )
@@ -264,15 +267,15 @@ def parse_allowed_hosts(value: str | None, auth: bool, bind_host: str) -> list[s
 
 def connection_limits(options: dict[str, Any], open_file_limit: int) -> ConnectionLimits:
     """The limits the options ask for, the connection cap lowered to half ``open_file_limit``."""
-    requested = int(options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
-    if requested < 1:
-        raise ValueError("--max-connections must be at least 1")
-    return ConnectionLimits(
-        max_connections=effective_max_connections(requested, open_file_limit),
+    requested = ConnectionLimits(
+        max_connections=int(options.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
         header_timeout_s=float(options.get("header_timeout_s", DEFAULT_HEADER_TIMEOUT_S)),
         keep_alive_timeout_s=int(options.get("keep_alive_timeout_s", DEFAULT_KEEP_ALIVE_TIMEOUT_S)),
         body_timeout_s=float(options.get("body_timeout_s", DEFAULT_BODY_TIMEOUT_S)),
         min_body_rate=int(options.get("min_body_rate", DEFAULT_MIN_BODY_RATE)),
+    )  # validated as asked, then the cap lowered to what the open-file limit allows
+    return dataclasses.replace(
+        requested, max_connections=effective_max_connections(requested.max_connections, open_file_limit)
     )
 
 
@@ -350,8 +353,6 @@ def serve_main(argv: list[str]) -> int:
                 )
             skew = float(options.get("max_clock_skew_s", DEFAULT_MAX_SKEW_S))
             entries = int(options.get("replay_cache_entries", DEFAULT_REPLAY_CACHE_ENTRIES))
-            if entries < 1:
-                raise ValueError("--replay-cache-entries must be at least 1")
             verifier = SigV4Verifier(credentials, max_skew_s=skew, replay_cache_entries=entries)
         allowed_hosts = parse_allowed_hosts(options.get("allowed_hosts"), verifier is not None, host)
         settings = Settings.from_env(
@@ -361,11 +362,8 @@ def serve_main(argv: list[str]) -> int:
             s3_root=Path(options["s3_root"]) if options.get("s3_root") else None,
         )
         threads = int(options.get("threads", DEFAULT_THREADS))
-        if threads < 1:
-            raise ValueError("--threads must be at least 1")
         metadata_threads = int(options.get("metadata_threads", DEFAULT_METADATA_THREADS))
-        if metadata_threads < 0:
-            raise ValueError("--metadata-threads must be 0 (share the image threads) or more")
+        check_thread_counts(threads, metadata_threads)
         requested_connections = int(options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
         open_file_limit = raise_open_file_limit()
         limits = connection_limits(options, open_file_limit)
@@ -392,6 +390,10 @@ def serve_main(argv: list[str]) -> int:
         if verifier is not None and shared_record is not None:
             # a store shared by several servers remembers signatures for all of them
             verifier.replays = shared_record()
+    except (RekognitionError, ImportError) as exc:  # explained by its message: no traceback
+        logger.error("cannot start: %s", exc)
+        print(f"facepipe serve: error: cannot open the store or load the models: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         logger.exception("cannot start: %s", exc)
         print(f"facepipe serve: error: cannot open the store or load the models: {exc}", file=sys.stderr)

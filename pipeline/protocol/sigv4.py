@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import threading
 import time
@@ -204,7 +205,7 @@ class ReplayGuard:
 
     def __init__(self, max_entries: int = DEFAULT_REPLAY_CACHE_ENTRIES) -> None:
         if max_entries < 1:
-            raise ValueError("the replay guard needs room for at least one signature")
+            raise ValueError("--replay-cache-entries must be at least 1 (room for one signature)")
         self.max_entries = max_entries
         self._seen: set[bytes] = set()
         self._expiring: dict[int, list[bytes]] = {}
@@ -264,6 +265,8 @@ class SigV4Verifier:
     ) -> None:
         if not credentials:
             raise ValueError("SigV4 verification needs at least one access key id and secret")
+        if not (math.isfinite(max_skew_s) and max_skew_s > 0):
+            raise ValueError(f"--max-clock-skew-s must be a positive number of seconds, not {max_skew_s:g}")
         self.credentials = dict(credentials)
         self.service = service
         self.max_skew_s = max_skew_s

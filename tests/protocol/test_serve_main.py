@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError, SSLError
 
 from pipeline.protocol.app import create_app
 from pipeline.protocol.connections import ConnectionLimits
-from pipeline.protocol.server import read_config_file, run_server, uvicorn_server
+from pipeline.protocol.server import read_config_file, run_server, serve_main, uvicorn_server
 
 from .conftest import MemoryService, free_port, rekognition_client, start_server
 
@@ -93,6 +93,45 @@ def test_bad_config_files_are_explained(tmp_path: Path, config: str, message: st
         timeout=60,
     )
     assert run.returncode == 2 and "facepipe serve: error:" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-clock-skew-s", "0", "--max-clock-skew-s must be a positive number"),
+        ("--max-clock-skew-s", "-30", "--max-clock-skew-s must be a positive number"),
+        ("--max-clock-skew-s", "inf", "--max-clock-skew-s must be a positive number"),
+        ("--replay-cache-entries", "0", "--replay-cache-entries must be at least 1"),
+        ("--max-connections", "0", "--max-connections must be at least 1"),
+        ("--threads", "0", "--threads must be at least 1"),
+        ("--metadata-threads", "-1", "--metadata-threads must be 0"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+    message: str,
+) -> None:
+    """Refused before the store or the models are opened: exit status 2 and one line saying why."""
+    monkeypatch.setenv("FACEPIPE_CREDENTIALS", "AKIDOPTS:secret")
+    assert serve_main(["--data-dir", str(tmp_path), f"{option}={value}"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("facepipe serve: error: ") and message in error
+    assert not any(tmp_path.iterdir())  # nothing was opened
+
+
+def test_an_unreachable_store_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [*SERVE, "--no-auth", "--port", str(free_port()), "--data-dir", str(tmp_path),
+         "--store", "postgresql://nobody@127.0.0.1:1/not_a_database"],
+        capture_output=True, text=True, env=clean_env(), timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "cannot open the store or load the models" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_config_file_credentials_file_and_env_credentials(tmp_path: Path) -> None:
