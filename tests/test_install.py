@@ -147,7 +147,7 @@ def test_the_installed_package_carries_its_manifests_type_marker_and_pytest_plug
     assert plugins.get("facepipe") == "pipeline.testing.plugin"
 
 
-@pytest.mark.parametrize("extra", ["bench", "ray", "test"])
+@pytest.mark.parametrize("extra", ["bench", "ray", "test", "postgresql", "gpu"])
 def test_each_extra_named_in_a_message_exists(extra: str) -> None:
     metadata = importlib.metadata.metadata("facepipe")
     assert extra in (metadata.get_all("Provides-Extra") or [])
