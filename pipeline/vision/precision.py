@@ -20,9 +20,12 @@ float32. Variants: operator format (QLinearConv, ``int8-qop``), QDQ format
 The gate: mean cosine of each variant's embeddings to float32's on the calibration faces >=
 GATE_MEAN_COSINE, run with this CPU's kernels. The timed trial runs every candidate on one
 intra-op thread (the batch streams' setting), interleaved, a few hundred milliseconds in all.
-Gate and timings go into a choice file beside the prepared models, keyed by the source sha256,
-PREPARATION_VERSION and a fingerprint of the CPU (model name, SIMD flags) and ONNX Runtime
-version, so each machine measures once and a new preparation version measures again.
+Gate and timings are measured on the CPU provider whatever the engine's provider (the choice is
+a CPU trial; ``auto`` on CUDA takes float32 without one), and go into a choice file beside the
+prepared models, keyed by the source sha256, PREPARATION_VERSION and a fingerprint of the CPU
+(model name, SIMD flags) and ONNX Runtime version, so each machine measures once and a new
+preparation version measures again. The int8 files are keyed by the ONNX Runtime version and
+whether the CPU has VNNI too: quantization and the bias correction depend on both.
 """
 
 from __future__ import annotations
@@ -181,8 +184,15 @@ def choice_path(source: Path, source_sha256: str, transforms: Sequence[str], cac
 def int8_path(
     source: Path, source_sha256: str, transforms: Sequence[str], cache_dir: Path, variant: Int8Variant
 ) -> Path:
-    """Where the int8 variant of the prepared model lives in the cache."""
-    return cache_dir / "models" / f"{source.stem}.{_key(source_sha256, transforms)}.{variant.name}.onnx"
+    """Where the int8 variant of the prepared model lives in the cache: keyed by the source, the
+    preparation, ONNX Runtime's version and whether this CPU has VNNI (quantize_static's output and
+    the bias correction, measured with this CPU's int8 kernels, depend on them)."""
+    kernels = f"ort{ort.__version__}-{'vnni' if has_vnni() else 'novnni'}"
+    return (
+        cache_dir
+        / "models"
+        / f"{source.stem}.{_key(source_sha256, transforms)}.{kernels}.{variant.name}.onnx"
+    )
 
 
 # ----------------------------------------------------------------------------- calibration faces
@@ -408,10 +418,9 @@ def measure_choice(
     transforms: Sequence[str],
     cache_dir: Path,
     crops: npt.NDArray[np.uint8],
-    providers: list[str],
 ) -> dict[str, Any]:
     """Build the int8 variants (when not cached), gate them and time them against float32 on this
-    CPU; the choice file's content."""
+    CPU (CPU provider sessions, whatever provider the engine runs on); the choice file's content."""
     variants = [v for v in INT8_VARIANTS if not v.reduce_range or not has_vnni()]
     targets = {v: int8_path(source, source_sha256, transforms, cache_dir, v) for v in variants}
     missing = {v: p for v, p in targets.items() if not p.is_file()}
@@ -420,8 +429,8 @@ def measure_choice(
         log.info("building the int8 embedder (%s), once per preparation", ", ".join(v.name for v in missing))
         build_int8_variants(source, float_path, transforms, crops, missing)
     built_s = time.perf_counter() - started
-    sessions = {FLOAT32: _session(float_path, providers)}
-    sessions.update({v.name: _session(p, providers) for v, p in targets.items()})
+    sessions = {FLOAT32: _session(float_path, [CPU])}
+    sessions.update({v.name: _session(p, [CPU]) for v, p in targets.items()})
     reference = _embed(sessions[FLOAT32], crops)
     gate = {
         name: float(np.mean(np.sum(_embed(session, crops) * reference, axis=1)))
@@ -471,22 +480,29 @@ def choose_embedder(
     if precision == "auto" and providers[0] != CPU:
         return EmbedderChoice(float_path, FLOAT32, f"auto on {providers[0]}: float32")
     record_file = choice_path(source, source_sha256, transforms, cache_dir)
-    record: dict[str, Any] | None = None
     if record_file.is_file():
         try:
             record = json.loads(record_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            record = None
-    if record is None or any(
-        not (record_file.parent / f).is_file() for f in record.get("files", {}).values()
-    ):
-        crops = faces()
-        if len(crops) == 0:
-            why = "no calibration faces (the insightface package's sample photos are not installed)"
-            log.warning("int8 embedder unavailable: %s; using float32", why)
-            return EmbedderChoice(float_path, FLOAT32, why)
-        record = measure_choice(float_path, source, source_sha256, transforms, cache_dir, crops, providers)
-        write_atomic(record_file, (json.dumps(record, indent=2) + "\n").encode())
+            files = record.get("files", {}).values()
+            if all((record_file.parent / str(f)).is_file() for f in files):
+                return _choice_from_record(precision, record, record_file, float_path)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # unreadable, or without the keys this version reads: measure again
+    crops = faces()
+    if len(crops) == 0:
+        why = "no calibration faces (the insightface package's sample photos are not installed)"
+        log.warning("int8 embedder unavailable: %s; using float32", why)
+        return EmbedderChoice(float_path, FLOAT32, why)
+    record = measure_choice(float_path, source, source_sha256, transforms, cache_dir, crops)
+    write_atomic(record_file, (json.dumps(record, indent=2) + "\n").encode())
+    return _choice_from_record(precision, record, record_file, float_path)
+
+
+def _choice_from_record(
+    precision: str, record: dict[str, Any], record_file: Path, float_path: Path
+) -> EmbedderChoice:
+    """The embedder a choice file's measurements give for ``precision`` ('auto' or 'int8');
+    KeyError/TypeError when the record lacks what this version reads."""
     variant = str(record[precision]) if precision == "int8" else _auto_variant(record)
     times = record["ms_per_face_one_thread"]
     reason = (
@@ -496,6 +512,7 @@ def choose_embedder(
     if variant == FLOAT32:
         return EmbedderChoice(float_path, FLOAT32, reason)
     cosine = float(record["mean_cosine_to_float32"][variant])
+    path = record_file.parent / str(record["files"][variant])
     if cosine < FORCED_WARNING_COSINE:
         log.warning(
             "int8 embedder %s forced although its mean cosine to float32 is %.4f (< %.2f)",
@@ -503,4 +520,4 @@ def choose_embedder(
             cosine,
             FORCED_WARNING_COSINE,
         )
-    return EmbedderChoice(record_file.parent / str(record["files"][variant]), variant, reason)
+    return EmbedderChoice(path, variant, reason)

@@ -164,3 +164,81 @@ def test_auto_applies_the_current_gate_to_a_stored_choice(tmp_path: Path) -> Non
         "auto", float_path, source, "ab" * 32, steps, tmp_path, cpu, no_faces_expected
     )
     assert again.variant == "int8-qop"
+
+
+def test_int8_files_are_keyed_by_onnxruntime_version_and_vnni(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An int8 graph quantized (and bias-corrected) under another ONNX Runtime or on a CPU with
+    other int8 kernels is not reused."""
+    source, variant, steps = tmp_path / "model.onnx", precision.INT8_VARIANTS[0], ["fold_dequantize"]
+    paths = set()
+    for version, flags in (("1.0.0", set()), ("1.0.0", {"avx512_vnni"}), ("9.9.9", {"avx512_vnni"})):
+        monkeypatch.setattr(precision.ort, "__version__", version)
+        monkeypatch.setattr(precision, "_cpu_flags", lambda flags=flags: flags)
+        paths.add(precision.int8_path(source, "ab" * 32, steps, tmp_path, variant))
+    assert len(paths) == 3
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [{}, {"files": {}}, {"auto": "int8-qop", "files": {}}, [], {"files": {}, "ms_per_face_one_thread": 3}],
+)
+def test_a_choice_file_without_the_keys_it_needs_is_measured_again(tmp_path: Path, stored: object) -> None:
+    """A choice file that parses but lacks what this version reads is a missing record, not a
+    traceback at engine load."""
+    source, float_path = tmp_path / "model.onnx", tmp_path / "model.prepared.onnx"
+    float_path.write_bytes(b"float")
+    steps = ["fold_dequantize"]
+    record_file = precision.choice_path(source, "ab" * 32, steps, tmp_path)
+    record_file.parent.mkdir(parents=True)
+    record_file.write_text(json.dumps(stored))
+    asked: list[bool] = []
+
+    def no_faces() -> npt.NDArray[np.uint8]:
+        asked.append(True)
+        return np.zeros((0, 112, 112, 3), np.uint8)
+
+    for wanted in ("auto", "int8"):
+        choice = precision.choose_embedder(
+            wanted, float_path, source, "ab" * 32, steps, tmp_path, ["CPUExecutionProvider"], no_faces
+        )
+        assert choice.variant == "float32" and "no calibration faces" in choice.reason
+    assert asked == [True, True]
+
+
+def test_the_choice_is_measured_on_the_cpu_whatever_the_provider(
+    engine: FaceEngine, model_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """int8 forced on CUDA: the trial (documented as a CPU trial, in the CPU's choice file) runs
+    CPU sessions, not the engine's providers."""
+    source, float_path, sha, steps = embedder_files(model_cache)
+    used: list[list[str]] = []
+    real_session = precision._session
+
+    def spy(path: Path, providers: list[str]) -> object:
+        used.append(list(providers))
+        return real_session(path, providers)
+
+    def float_as_int8(
+        source: Path, float_path: Path, transforms: object, crops: object, targets: dict[object, Path]
+    ) -> None:
+        for target in targets.values():  # the build is not what this test is about
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(float_path.read_bytes())
+
+    monkeypatch.setattr(precision, "_session", spy)
+    monkeypatch.setattr(precision, "build_int8_variants", float_as_int8)
+    crops = np.full((4, 112, 112, 3), 128, np.uint8)
+    choice = precision.choose_embedder(
+        "int8",
+        float_path,
+        source,
+        sha,
+        steps,
+        tmp_path,
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        lambda: crops,
+    )
+    assert choice.variant.startswith("int8") and used
+    assert all(providers == ["CPUExecutionProvider"] for providers in used)
