@@ -82,7 +82,18 @@ def decode_token(token: str, operation_name: str, scope: int) -> str | int:
     if value[0] != operation_name or value[1] != scope or not isinstance(value[2], str | int):
         raise bad
     key: str | int = value[2]
+    if isinstance(key, str) and ("\x00" in key or not _encodable(key)):
+        raise bad  # forged: no stored name holds NUL or a lone surrogate
     return key
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogate: it encodes as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # idempotency ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,9 @@ from pipeline.protocol.sigv4 import ReplayedSignatureError, SignedRequest, SigV4
 from pipeline.service import FacePipe
 from pipeline.store import NewFace
 from pipeline.store.postgres import CHANNEL, ChangeListener, PostgresStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
+from test_tokens import assert_forged_keys_are_refused
 
 SERVERS = 2
 """FacePipe objects per test, each with its own store, pool and listener: two servers' worth."""
@@ -469,3 +473,11 @@ def test_a_failing_first_statement_returns_its_connection_to_the_pool(pg_url: st
         assert stats["pool_size"] == stats["pool_available"], stats  # none left checked out
     finally:
         store.close()
+
+
+def test_forged_pagination_keys_are_refused(pg_url: str, tmp_path: Path) -> None:
+    fp = FacePipe(Settings(data_dir=tmp_path, store=pg_url), engine=LinearEngine())
+    try:
+        assert_forged_keys_are_refused(fp)
+    finally:
+        fp.close()
