@@ -2,8 +2,9 @@
 
 Marked ``cuda``; skipped, with ONNX Runtime's own reason, where the CUDA provider does not load
 (no onnxruntime-gpu, no GPU, missing CUDA/cuDNN libraries). ``benchmarks/gpu_run.sh`` runs them
-on a GPU machine. Photos: insightface's sample photos, or the folder named by
-``FACEPIPE_TEST_PHOTOS`` (the GPU script sets it where insightface is not installed).
+on a GPU machine. Photos: the folder named by ``FACEPIPE_TEST_PHOTOS`` when that variable is
+set, else insightface's sample photos. Both engines run the float32 embedder (``auto`` could pick
+int8 on the CPU, which would not agree with CUDA's float32 to 0.999).
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ def _box_pixels(face: DetectedFace, width: int, height: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> tuple[FaceEngine, FaceEngine]:
-    """(CPU engine, CUDA engine) on one prepared-model cache."""
+    """(CPU engine, CUDA engine) on one prepared-model cache, both with the float32 embedder."""
     cache = tmp_path_factory.mktemp("model-cache")
-    cpu = get_engine(Settings(cache_dir=cache, provider="cpu", threads=2))
-    cuda = get_engine(Settings(cache_dir=cache, provider="cuda", threads=2))
+    cpu = get_engine(Settings(cache_dir=cache, provider="cpu", threads=2, embedder_precision="float32"))
+    cuda = get_engine(Settings(cache_dir=cache, provider="cuda", threads=2, embedder_precision="float32"))
     return cpu, cuda
 
 
