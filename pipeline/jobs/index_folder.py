@@ -312,18 +312,24 @@ class FolderJob:
         # Everything alive now (models, the service's API model, the store) lives for the whole
         # job: moved out of the cyclic collector's view, so that its collections, triggered by the
         # job's many short-lived objects, stop walking it (about 4% of a job's CPU time otherwise).
+        # Garbage first (frozen, it would never be freed); thawed when the job ends, so that a
+        # process running several jobs (the server, tests) does not keep each one's leftovers.
+        gc.collect()
         gc.freeze()
-        self.summary.recovered = self.recover_interrupted()
-        progress = Progress(total, progress_stream)
         try:
-            for outcomes in analyzer.run(self.tasks(rel_paths)):
-                self.write_batch(outcomes)
-                skipped = sum(1 for o in outcomes if o.skipped)
-                progress.advance(len(outcomes), len(outcomes) - skipped)
-                self.summary.images += len(outcomes)
+            self.summary.recovered = self.recover_interrupted()
+            progress = Progress(total, progress_stream)
+            try:
+                for outcomes in analyzer.run(self.tasks(rel_paths)):
+                    self.write_batch(outcomes)
+                    skipped = sum(1 for o in outcomes if o.skipped)
+                    progress.advance(len(outcomes), len(outcomes) - skipped)
+                    self.summary.images += len(outcomes)
+            finally:
+                progress.close()
+                self.summary.seconds = time.monotonic() - started
         finally:
-            progress.close()
-            self.summary.seconds = time.monotonic() - started
+            gc.unfreeze()
         return self.summary
 
 
