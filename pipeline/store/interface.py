@@ -1,16 +1,21 @@
-"""What the service needs from a store: the contract a backend implements (SQLite today).
+"""What the service needs from a store: the contract a backend implements (SQLite and PostgreSQL).
 
 A backend provides a :class:`FaceStore`; its transactions are :class:`StoreTransaction` objects.
 The service (pipeline.service) uses nothing else of the store. Rules every backend keeps:
 
-- ``write()`` is one serialisable transaction: committed when the block ends, rolled back when it
-  raises; ``read()`` sees one committed snapshot. Both may be used from many threads.
+- ``write()`` is one atomic transaction, committed when the block ends and rolled back when it
+  raises, and no other write to a collection it touches runs between its reads and its commit
+  (SQLite: one writer at a time, BEGIN IMMEDIATE; PostgreSQL: READ COMMITTED plus a row lock on
+  each collection, taken when the transaction first reads it). ``read()`` sees one committed
+  snapshot. Both may be used from many threads.
 - Face labels are int64, unique in the store and never reused.
 - "Not found" and "already exists" are the Rekognition errors (ResourceNotFoundException,
   ResourceAlreadyExistsException); nothing else of Rekognition is known here.
-- Erasure: when a ``write()`` that deleted faces, users or a collection returns, no copy of a
-  deleted vector or centroid remains in the backend's files or in the process's caches (see
-  README, "Store").
+- Erasure: when a ``write()`` that deleted faces, users or a collection returns, the deleted
+  vectors and centroids are gone from this process's indexes and caches, and the backend has done
+  what it can on disk: SQLite leaves no copy in its files; PostgreSQL VACUUMs the tables, which
+  prunes the rows but may leave their bytes in free page space and the write-ahead log (see
+  pipeline/store/postgres.py and README, "Store").
 """
 
 from __future__ import annotations
