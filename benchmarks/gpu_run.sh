@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check and benchmark in one run (under 8 minutes), on a bare machine holding the working tree.
+# The GPU check and benchmark in one run (under 8 minutes: DEADLINE_S), on a bare machine holding the working tree.
 #
 #   OUT=/tmp/gpu benchmarks/gpu_run.sh                       # GPU machine: provider cuda
 #   OUT=/tmp/gpu-rehearsal PROVIDER=cpu QUICK=1 benchmarks/gpu_run.sh   # rehearsal on a CPU machine
@@ -20,8 +20,10 @@
 # Environment: OUT (default benchmarks/results/tmp/gpu), PROVIDER (cuda|cpu, default cuda), QUICK=1
 # (tiny sizes), ORT_GPU (1: onnxruntime-gpu; default 1 with PROVIDER=cuda), PYTHON (default python3),
 # VENV (default /tmp/facepipe-gpu-venv), INSTALL (index|staged; default: index when one answers),
-# STAGED (folder of staged parts), PHOTOS.
-# Every step has its own time limit; a failed step is logged and the run goes on.
+# STAGED (folder of staged parts), PHOTOS, DEADLINE_S (default 470: seconds for the whole run).
+# Every step has its own time limit, cut to what is left of DEADLINE_S (less 20 s for the summary and
+# the tarball); a failed or cut step is logged and the run goes on. The summary and the tarball are
+# written on any exit (an EXIT trap), and the GPU memory sampler is stopped there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -39,23 +41,72 @@ SUMMARY="$OUT/summary.txt"
 : >"$LOG"
 : >"$SUMMARY"
 START=$(date +%s)
+DEADLINE_S="${DEADLINE_S:-470}"
+# FINISH_S: seconds kept back from every step for the summary and the tarball
+FINISH_S=20
 
 say() { echo "[$(($(date +%s) - START))s] $*" | tee -a "$LOG" "$SUMMARY"; }
-# step NAME SECONDS COMMAND...: run with a time limit, output to the log, status to the summary;
-# COMMAND may be a function of this script (it runs in a child bash with the exported variables)
+# within SECONDS: SECONDS, or less when the deadline is nearer (what is left less FINISH_S), at least 1
+# (timeout 0 would mean no limit)
+within() {
+  local left=$((DEADLINE_S - ($(date +%s) - START) - FINISH_S))
+  if ((left < 1)); then left=1; fi
+  echo $(($1 < left ? $1 : left))
+}
+# step NAME SECONDS COMMAND...: run with a time limit (cut to the deadline), output to the log, status
+# to the summary; COMMAND may be a function of this script (it runs in a child bash with the exported
+# variables, its arguments quoted as given and pipefail on)
 step() {
-  local name=$1 limit=$2
+  local name=$1 limit
+  limit=$(within "$2")
   shift 2
-  say "== $name (limit ${limit}s)"
-  if declare -F "$1" >/dev/null; then
-    timeout --kill-after=10 "$limit" bash -c "$(declare -f "$1"); $*" >>"$LOG" 2>&1
-  else
-    timeout --kill-after=10 "$limit" "$@" >>"$LOG" 2>&1
+  if ((limit <= 1)); then
+    say "== $name skipped: the ${DEADLINE_S}s deadline is reached"
+    return 124
   fi
+  say "== $name (limit ${limit}s)"
+  # in the background, waited for: a TERM to this script runs its traps at once (timeout passes the
+  # signal on to the command)
+  if declare -F "$1" >/dev/null; then
+    timeout --kill-after=5 "$limit" bash -o pipefail -c "$(declare -f "$1"); \"\$@\"" _ "$@" >>"$LOG" 2>&1 &
+  else
+    timeout --kill-after=5 "$limit" "$@" >>"$LOG" 2>&1 &
+  fi
+  STEP_PID=$!
+  wait "$STEP_PID"
   local rc=$?
+  STEP_PID=""
   say "   $name: exit $rc"
   return $rc
 }
+
+SAMPLER=""
+STEP_PID=""
+FINISHED=0
+# finish: stop the GPU memory sampler, then the summary, the tarball and the summary on stdout; on
+# any exit, once
+finish() {
+  if [[ "$FINISHED" == 1 ]]; then return; fi
+  FINISHED=1
+  if [[ -n "$STEP_PID" ]]; then
+    kill "$STEP_PID" 2>/dev/null
+    wait "$STEP_PID" 2>/dev/null
+    say "stopped: the run was interrupted"
+  fi
+  if [[ -n "$SAMPLER" ]]; then
+    kill "$SAMPLER" 2>/dev/null
+    wait "$SAMPLER" 2>/dev/null
+    say "peak GPU memory used: $(sort -n "$OUT/gpu_memory_mib.csv" 2>/dev/null | tail -1) MiB (nvidia-smi, whole device, every 200 ms)"
+  fi
+  if [[ -f "$OUT/bench/summary.md" ]]; then
+    grep -E "^\| (embed|detect|end to end)" "$OUT/bench/summary.md" | head -40 >>"$SUMMARY"
+  fi
+  say "done in $(($(date +%s) - START)) s"
+  tar -C "$OUT" -czf /tmp/gpu_run.tar.gz --exclude gpu_run.tar.gz . && mv /tmp/gpu_run.tar.gz "$OUT/"
+  cat "$SUMMARY"
+}
+trap finish EXIT
+trap 'exit 143' TERM INT
 
 if [[ "$QUICK" == 1 ]]; then
   PIPELINE_SIZES="1,8"
@@ -72,8 +123,8 @@ say "facepipe GPU run: provider $PROVIDER, quick $QUICK, commit $(git rev-parse 
   echo "== machine"
   uname -a
   lscpu 2>/dev/null | grep -E 'Model name|^CPU\(s\)' || true
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
-  "$PYTHON" --version
+  timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
+  timeout 20 "$PYTHON" --version
 } >>"$LOG" 2>&1
 
 # --- 1. install -------------------------------------------------------------------------------------
@@ -108,7 +159,7 @@ install_from_parts() {
 }
 INSTALL="${INSTALL:-auto}"
 if [[ "$INSTALL" == auto ]]; then
-  if "$PYTHON" -m pip download -q --retries 0 --timeout 5 --no-deps -d /tmp/facepipe-probe platformdirs >/dev/null 2>&1; then
+  if timeout "$(within 20)" "$PYTHON" -m pip download -q --retries 0 --timeout 5 --no-deps -d /tmp/facepipe-probe platformdirs >/dev/null 2>&1; then
     INSTALL=index
   else
     INSTALL=staged
@@ -132,7 +183,7 @@ FACEPIPE=(env PATH="$BIN:$PATH" FACEPIPE_PROVIDER="$PROVIDER" "$PY" -P -m pipeli
 export FACEPIPE_CACHE=/tmp/facepipe-gpu-cache
 
 # --- 2. does CUDA load? -------------------------------------------------------------------------------
-"$PY" - >>"$SUMMARY" 2>>"$LOG" <<'EOF'
+timeout --kill-after=5 "$(within 60)" "$PY" - >>"$SUMMARY" 2>>"$LOG" <<'EOF' || say "CUDA load check failed or timed out: see log.txt"
 import onnxruntime as ort
 from pipeline.vision.providers import cuda_load_error
 reason = cuda_load_error()
@@ -151,7 +202,6 @@ step "cuda tests" 180 "$PY" -m pytest -q -rs -m cuda tests/cuda -p no:cacheprovi
 grep -E "passed|failed|skipped|error" "$LOG" | tail -3 >>"$SUMMARY"
 
 # --- 4. benchmark, with GPU memory sampled ------------------------------------------------------------
-SAMPLER=""
 if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$OUT/gpu_memory_mib.csv" 2>/dev/null &
   SAMPLER=$!
@@ -159,7 +209,8 @@ fi
 step "bench pipeline+search" 330 "${FACEPIPE[@]}" bench --provider "$PROVIDER" --threads 0 --warmup 1 \
   "${BENCH_EXTRA[@]}" --suite pipeline --suite search \
   --sizes "pipeline=$PIPELINE_SIZES" --sizes "search=$SEARCH_SIZES" --out "$OUT/bench"
-"${FACEPIPE[@]}" bench --readme-section "$OUT/bench/results.json" >"$OUT/bench/readme_section.md" 2>>"$LOG"
+timeout --kill-after=5 "$(within 60)" "${FACEPIPE[@]}" bench --readme-section "$OUT/bench/results.json" \
+  >"$OUT/bench/readme_section.md" 2>>"$LOG" || say "bench --readme-section failed or timed out: see log.txt"
 
 # --- 5. index-folder -------------------------------------------------------------------------------------
 if [[ -n "$PHOTOS_DIR" ]]; then
@@ -168,22 +219,12 @@ if [[ -n "$PHOTOS_DIR" ]]; then
   step "index-folder $PHOTOS_DIR" 120 "${FACEPIPE[@]}" index-folder "$PHOTOS_DIR" --recursive \
     --collection-id gpu --create-collection --data-dir "$DATA" --quiet --report "$OUT/index_folder.jsonl"
   ms=$((($(date +%s%N) - t0) / 1000000))
-  images=$(wc -l <"$OUT/index_folder.jsonl" 2>/dev/null || echo 0)
+  images=0
+  if [[ -f "$OUT/index_folder.jsonl" ]]; then images=$(wc -l <"$OUT/index_folder.jsonl"); fi
   say "   index-folder: $images images in $ms ms, start-up and model load included"
   rm -rf "$DATA"
 else
   say "index-folder skipped: no photos (set PHOTOS, or stage .gpu/photos with benchmarks/gpu_stage.sh)"
 fi
 
-if [[ -n "$SAMPLER" ]]; then
-  kill "$SAMPLER" 2>/dev/null
-  say "peak GPU memory used: $(sort -n "$OUT/gpu_memory_mib.csv" | tail -1) MiB (nvidia-smi, whole device, every 200 ms)"
-fi
-
-# --- results ---------------------------------------------------------------------------------------------
-if [[ -f "$OUT/bench/summary.md" ]]; then
-  grep -E "^\| (embed|detect|end to end)" "$OUT/bench/summary.md" | head -40 >>"$SUMMARY"
-fi
-say "done in $(($(date +%s) - START)) s"
-tar -C "$OUT" -czf /tmp/gpu_run.tar.gz --exclude gpu_run.tar.gz . && mv /tmp/gpu_run.tar.gz "$OUT/"
-cat "$SUMMARY"
+finish
