@@ -188,7 +188,7 @@ class IndexSet:
         if idx is None:
             idx = self._load(coll, floor, head)
         if idx is None or idx.applied_seq < floor or idx.applied_seq > head:
-            idx = self._build(tx, coll, head)
+            idx = self._rebuild(tx, coll, head, idx)
         elif idx.applied_seq < head:
             if self._catch_up(tx, coll, idx) and idx.saved:
                 self.purge_saved(coll.id)
@@ -196,8 +196,18 @@ class IndexSet:
             if (idx.kind == "flat" and idx.live_count > self.ann_threshold) or (
                 idx.kind == "pq" and idx.live_count < self.ann_threshold * 9 // 10
             ):
-                idx = self._build(tx, coll, head)
+                idx = self._rebuild(tx, coll, head, idx)
         self._indexes[coll.id] = idx
+        return idx
+
+    def _rebuild(
+        self, tx: Tx, coll: CollectionRow, head: int, old: CollectionIndex | None
+    ) -> CollectionIndex:
+        """A new index built from ``tx``; the ``old`` one it replaces (if any) is then zeroed, so that
+        no vector it held stays in memory once it is dropped."""
+        idx = self._build(tx, coll, head)
+        if old is not None and old.live_count:
+            erase(old, old.labels())
         return idx
 
     def _build(self, tx: Tx, coll: CollectionRow, head: int) -> CollectionIndex:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.store import NewFace, Store
-from pipeline.store.index import PQ_CANDIDATES, faiss, new_index
+from pipeline.store.index import MIN_ANN_THRESHOLD, PQ_CANDIDATES, faiss, new_index
 
 
 def unit_rows(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:
@@ -170,4 +170,21 @@ def test_purging_one_collection_leaves_another_collections_save_in_progress(tmp_
         store.indexes.save(idx)
     assert not idx.saved and not idx.save_due
     assert list((tmp_path / "indexes").iterdir()) == []
+    store.close()
+
+
+def test_an_index_replaced_by_a_rebuild_is_zeroed(tmp_path: Path) -> None:
+    """Crossing the ANN threshold rebuilds the collection's index: the exact one it replaces is
+    erased (each vector overwritten with zeros, then removed) rather than dropped holding them."""
+    rng = np.random.default_rng(4)
+    store = Store(tmp_path, ann_threshold=MIN_ANN_THRESHOLD)
+    add_faces(store, unit_rows(rng, MIN_ANN_THRESHOLD - 4))
+    with store.read() as tx:
+        coll = tx.collection("c")
+    old = store.index_of(coll)
+    assert old.kind == "flat" and old.live_count == MIN_ANN_THRESHOLD - 4
+    add_faces(store, unit_rows(rng, 20))
+    new = store.index_of(coll)
+    assert new is not old and new.kind == "pq" and new.live_count == MIN_ANN_THRESHOLD + 16
+    assert old.live_count == 0  # erase() zeroed each vector before removing it
     store.close()
