@@ -423,8 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--cache",
-        type=Path,
-        default=Path("/tmp/facepipe-calibration"),
+        type=str,
+        default="/tmp/facepipe-calibration",
         help="embedding cache folder ('' = none)",
     )
     parser.add_argument(
@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     paths = [r["path"] for r in labels]
-    cache = args.cache if str(args.cache) else None
+    cache = Path(args.cache) if args.cache else None
     vectors, found = cached_embeddings(engine, args.data, paths, args.flip, cache)
     missing = [p for p, ok in zip(paths, found, strict=True) if not ok]
     print(
