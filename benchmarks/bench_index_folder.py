@@ -70,10 +70,9 @@ def source_images() -> list[Path]:
     )
     if found:
         return found
-    import insightface
+    from pipeline.vision.samples import sample_photos
 
-    samples = Path(insightface.__file__).parent / "data" / "images"
-    return sorted(p for p in samples.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    return sorted(p for p in sample_photos().iterdir() if p.suffix.lower() in (".jpg", ".png"))
 
 
 def small_photos() -> list[bytes]:
