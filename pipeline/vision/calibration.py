@@ -3,10 +3,11 @@
 The map is piecewise linear in the cosine between anchors (cosine, similarity) fitted on labeled
 pairs by scripts/calibrate.py and stored in the pack's manifest. It runs from exactly 0 at cosine
 -1 to exactly 100 at cosine 1, and each anchor in between sits on the strangers' measured
-false-accept curve (for the default pack: 50 where 1 in 100 pairs of strangers scores higher, 80
-where 1 in 1,000 does, 90 at 1 in 10,000, 95 at 1 in 100,000, 99 above every pair of strangers
-measured), so scores keep their resolution: strangers are graded over the low range and genuine
-pairs over the high one, and pairs above 99 are spread by their cosine up to 100.
+false-accept curve (for the default pack, scripts/calibrate.py's ANCHOR_RATES: 50 where 1 in 100
+pairs of strangers scores higher, 80 where 1 in 1,000 does, 90 at 3 in 10,000, 95 at 2 in 10,000,
+99 at 1 in 10,000; below 50, 2, 5, 10 and 25 at 99, 90, 50 and 10 in 100), so scores keep their
+resolution: strangers are graded over the low range and genuine pairs over the high one, and pairs
+above 99 are spread by their cosine up to 100.
 
 Both directions are strictly increasing and exact inverses of each other (to float rounding):
 ``cosine_at(similarity(c)) == c`` and ``similarity(cosine_at(s)) == s``; at an anchor both are
