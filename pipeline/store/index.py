@@ -315,14 +315,22 @@ class IndexSet:
         """Remove the collection's index file, and any half-written one a crash left behind.
 
         Called inside every write transaction that deletes faces of the collection (holding the
-        write lock, so no save is in progress)."""
+        write lock, so no save is in progress), and by catch-ups that found the file stale (without
+        it: another process's save of this collection may then lose its file, see save); another
+        collection's half-written files are left alone."""
         path = self._path(collection_id)
         if path is None:
             return
         path.unlink(missing_ok=True)
         if path.parent.is_dir():
-            for stale in path.parent.glob(self._temp_prefix(collection_id) + "*"):
-                stale.unlink(missing_ok=True)
+            for stale in path.parent.glob(_TEMP_PREFIX + "*"):
+                # this collection's, and those of a facepipe that named them .tmp-<random> (mkstemp's
+                # random part has no "-": no current save of another collection is taken for one)
+                if (
+                    stale.name.startswith(self._temp_prefix(collection_id))
+                    or "-" not in stale.name[len(_TEMP_PREFIX) :]
+                ):
+                    stale.unlink(missing_ok=True)
         idx = self._indexes.get(collection_id)
         if idx is not None:
             idx.saved = False
