@@ -1,4 +1,5 @@
-"""The ASGI application: Rekognition JSON 1.1 on ``POST /``, a health check on ``GET /health``.
+"""The ASGI application: Rekognition JSON 1.1 on ``POST /``, a health check on ``GET /health``,
+and with ``metrics`` on, Prometheus metrics on ``GET /metrics`` (:mod:`pipeline.protocol.metrics`).
 
 Requests are checked in order of cost: the Host header (``allowed_hosts``), the SigV4 headers
 (:meth:`SigV4Verifier.check_headers`), the declared size, all before a byte of the body is read;
@@ -7,7 +8,7 @@ within its deadline (:meth:`ConnectionLimits.body_deadline_s`), the signature is
 :func:`pipeline.protocol.handler.handle_request` answers on a thread pool (the service's calls
 block): image operations on one pool, metadata operations (no image) on another, so cheap calls
 never queue behind image work. Each request is logged as one JSON line on the
-``pipeline.protocol.access`` logger.
+``pipeline.protocol.access`` logger, and counted in the metrics at the same place.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -47,6 +49,7 @@ from pipeline.protocol.handler import (
     new_request_id,
     operation_from_target,
 )
+from pipeline.protocol.metrics import ServerMetrics
 from pipeline.protocol.sigv4 import ReplayedSignatureError, SignatureClaim, SignedRequest, SigV4Verifier
 from pipeline.service import rekognition_model
 
@@ -113,6 +116,17 @@ def host_allowed(host_header: str | None, allowed_hosts: Sequence[str]) -> bool:
     return False
 
 
+def _host_refusal(request: Request, allowed: Sequence[str] | None) -> AccessDeniedException | None:
+    """The error for a request whose Host header ``allowed`` (None: any) does not accept, else None."""
+    if allowed is None or host_allowed(request.headers.get("host"), allowed):
+        return None
+    shown = repr((request.headers.get("host") or "")[:100])
+    return AccessDeniedException(
+        f"Host {shown} is not allowed: this server answers only requests for "
+        f"{', '.join(allowed)} (--allowed-hosts)."
+    )
+
+
 def default_max_body_bytes(max_image_bytes: int) -> int:
     """Body cap that fits two images of ``max_image_bytes`` as base64 (CompareFaces) plus 1 MiB."""
     return 2 * (4 * ((max_image_bytes + 2) // 3)) + (1 << 20)
@@ -173,6 +187,7 @@ def create_app(
     metadata_threads: int = DEFAULT_METADATA_THREADS,
     limits: ConnectionLimits | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    metrics: bool = False,
 ) -> Starlette:
     """The server's ASGI app for one service instance.
 
@@ -181,7 +196,9 @@ def create_app(
     concurrent calls without an image, on their own pool (0: share the image pool); limits: the
     body deadline (ConnectionLimits.body_deadline_s); allowed_hosts: Host header values accepted
     (None: any, see :func:`host_allowed`); on_shutdown: run once the requests in flight have
-    finished (e.g. closing the store).
+    finished (e.g. closing the store); metrics: serve ``GET /metrics`` (Prometheus text format,
+    unsigned, subject to ``allowed_hosts``; the store's figures come from ``fp.store`` when the
+    service has one).
     """
     check_thread_counts(threads, metadata_threads)
     limits = limits or ConnectionLimits()
@@ -197,6 +214,7 @@ def create_app(
     )
     with_image = image_operations()
     allowed = tuple(allowed_hosts) if allowed_hosts is not None else None
+    server_metrics = ServerMetrics(getattr(fp, "store", None)) if metrics else None
 
     async def rekognition(request: Request) -> Response:
         started = time.perf_counter()
@@ -211,12 +229,9 @@ def create_app(
         answer: ProtocolResponse
         try:
             claim: SignatureClaim | None = None
-            if allowed is not None and not host_allowed(request.headers.get("host"), allowed):
-                shown = repr((request.headers.get("host") or "")[:100])
-                raise AccessDeniedException(
-                    f"Host {shown} is not allowed: this server answers only requests for "
-                    f"{', '.join(allowed)} (--allowed-hosts)."
-                )
+            refusal = _host_refusal(request, allowed)
+            if refusal is not None:
+                raise refusal
             if verifier is not None:
                 # headers only, before the body is read: an unsigned client costs almost nothing
                 claim = verifier.check_headers(
@@ -269,6 +284,10 @@ def create_app(
         if not body_read:
             # the unread body is still on the connection: refuse and close at once
             headers = {**headers, "Connection": "close"}
+        latency_s = time.perf_counter() - started
+        error_code = answer.headers.get("x-amzn-ErrorType")
+        if server_metrics is not None:
+            server_metrics.record(operation, answer.status, error_code, latency_s)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 json.dumps(
@@ -277,8 +296,8 @@ def create_app(
                         "request_id": request_id,
                         "operation": operation or (target or "")[:100],
                         "status": answer.status,
-                        "error": answer.headers.get("x-amzn-ErrorType"),
-                        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "error": error_code,
+                        "latency_ms": round(latency_s * 1000, 2),
                         "bytes_in": len(body),
                         "bytes_out": len(answer.body),
                         "client": request.client.host if request.client else None,
@@ -292,6 +311,19 @@ def create_app(
         request_id = new_request_id()
         body = json.dumps({"status": "ok", "operations": len(fp.operations)}).encode()
         headers = {"Content-Type": "application/json", "x-amzn-RequestId": request_id}
+        return Response(body, status_code=200, headers=_closing_if_body_follows(request, headers))
+
+    async def prometheus_metrics(request: Request) -> Response:
+        # no signature (scrapers do not sign) and no body read; the Host check as for the API
+        assert server_metrics is not None
+        request_id = new_request_id()
+        refusal = _host_refusal(request, allowed)
+        if refusal is not None:
+            answer = error_response(refusal, request_id)
+            headers = _closing_if_body_follows(request, answer.headers)
+            return Response(answer.body, status_code=answer.status, headers=headers)
+        body = await asyncio.get_running_loop().run_in_executor(metadata_pool, server_metrics.exposition)
+        headers = {"Content-Type": CONTENT_TYPE_LATEST, "x-amzn-RequestId": request_id}
         return Response(body, status_code=200, headers=_closing_if_body_follows(request, headers))
 
     @asynccontextmanager
@@ -308,6 +340,8 @@ def create_app(
         Route("/", rekognition, methods=["POST"]),
         Route("/health", health, methods=["GET", "HEAD"]),
     ]
+    if server_metrics is not None:
+        routes.append(Route("/metrics", prometheus_metrics, methods=["GET"]))
     return Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -316,7 +350,8 @@ def create_app(
 
 
 async def _route_error(request: Request, exc: Exception) -> Response:
-    """404/405 for anything but ``POST /`` and ``GET /health``, in the protocol's error shape."""
+    """404/405 for anything but ``POST /``, ``GET /health`` and (metrics on) ``GET /metrics``, in the
+    protocol's error shape."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     error = UnknownOperationException(
         f"No route for {request.method} {request.url.path}: send Rekognition requests as POST / "

@@ -5,7 +5,9 @@ keys named like the options with underscores), then the environment (FACEPIPE_* 
 credentials, see :mod:`pipeline.protocol.credentials`). Authentication (SigV4) is on unless
 ``--no-auth``; with it on and no credentials configured the server refuses to start. With
 ``--no-auth`` the server answers only requests for local host names unless ``--allowed-hosts``
-says otherwise. Connection and time limits: :mod:`pipeline.protocol.connections`.
+says otherwise. Connection and time limits: :mod:`pipeline.protocol.connections`. ``--metrics``
+serves Prometheus metrics on ``GET /metrics`` (:mod:`pipeline.protocol.metrics`); it is off by
+default because the endpoint is unsigned and shows collection names and face counts.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ _CONFIG_KEYS: dict[str, type] = {
     "ssl_keyfile": str,
     "s3_endpoint_url": str,
     "s3_root": str,
+    "metrics": bool,
 }
 
 
@@ -196,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ssl-keyfile", help="private key for --ssl-certfile (PEM)")
     parser.add_argument("--s3-endpoint-url", help="S3-compatible endpoint Image.S3Object is read from")
     parser.add_argument("--s3-root", help="local directory whose sub-directories serve as S3 buckets")
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        default=None,
+        help="serve Prometheus metrics on GET /metrics (unsigned, subject to --allowed-hosts; shows "
+        "collection names and face counts, so off by default)",
+    )
     return parser
 
 
@@ -413,6 +423,7 @@ def serve_main(argv: list[str]) -> int:
         metadata_threads=metadata_threads,
         limits=limits,
         allowed_hosts=allowed_hosts,
+        metrics=bool(options.get("metrics", False)),
     )
     server, _ = uvicorn_server(
         app,
@@ -428,7 +439,7 @@ def serve_main(argv: list[str]) -> int:
         logger.warning("--max-connections lowered to %d: half the open-file limit", limits.max_connections)
     logger.info(
         "serving %s (data dir %s, auth %s, %d image + %d metadata threads, body cap %d bytes, "
-        "%d connections at most, allowed hosts %s)",
+        "%d connections at most, allowed hosts %s, metrics %s)",
         url,
         settings.data_dir,
         "on" if verifier else "OFF",
@@ -437,6 +448,7 @@ def serve_main(argv: list[str]) -> int:
         max_body,
         limits.max_connections,
         ", ".join(allowed_hosts) if allowed_hosts else "any",
+        "on GET /metrics (unsigned)" if options.get("metrics") else "off",
     )
     run_server(server)  # on SIGTERM/SIGINT uvicorn finishes in-flight requests, then re-raises the signal
     return 0 if server.started else 1
