@@ -99,6 +99,26 @@ def vector_to_blob(vector: Vector) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
 
+def face_insert_values(coll: CollectionRow, face: NewFace) -> tuple[object, ...]:
+    """The values of one faces row, in the column order both backends' INSERT names: collection,
+    face_id, image_id, external_image_id, dedup_key, box (left, top, width, height), confidence,
+    created_at (epoch s, now) and the vector as float32 bytes."""
+    return (
+        coll.id,
+        face.face_id,
+        face.image_id,
+        face.external_image_id,
+        face.dedup_key,
+        face.box_left,
+        face.box_top,
+        face.box_width,
+        face.box_height,
+        face.confidence,
+        time.time(),
+        vector_to_blob(face.vector),
+    )
+
+
 def blob_to_vector(blob: bytes) -> Vector:
     """The float32 vector stored by :func:`vector_to_blob`."""
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
@@ -179,20 +199,7 @@ class Tx:
         cur = self.conn.execute(
             "INSERT INTO faces (collection_id, face_id, image_id, external_image_id, dedup_key, box_left, box_top,"
             " box_width, box_height, confidence, created_at, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                coll.id,
-                face.face_id,
-                face.image_id,
-                face.external_image_id,
-                face.dedup_key,
-                face.box_left,
-                face.box_top,
-                face.box_width,
-                face.box_height,
-                face.confidence,
-                time.time(),
-                vector_to_blob(face.vector),
-            ),
+            face_insert_values(coll, face),
         )
         label = int(cur.lastrowid or 0)
         self.conn.execute(

@@ -66,7 +66,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pipeline.errors import InternalServerError, ResourceAlreadyExistsException, ResourceNotFoundException
 from pipeline.store import Store
-from pipeline.store.db import LOG_KEEP, blob_to_vector, vector_to_blob
+from pipeline.store.db import LOG_KEEP, blob_to_vector, face_insert_values, vector_to_blob
 from pipeline.store.index import DEFAULT_ANN_THRESHOLD, CollectionIndex, IndexSet
 from pipeline.store.interface import FaceStore, StoreTransaction
 from pipeline.store.pg_migrations import MIGRATIONS, SCHEMA_VERSION
@@ -265,20 +265,7 @@ class PostgresTx:
             "INSERT INTO faces (collection_id, face_id, image_id, external_image_id, dedup_key, box_left,"
             " box_top, box_width, box_height, confidence, created_at, vector)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING label",
-            (
-                coll.id,
-                face.face_id,
-                face.image_id,
-                face.external_image_id,
-                face.dedup_key,
-                face.box_left,
-                face.box_top,
-                face.box_width,
-                face.box_height,
-                face.confidence,
-                time.time(),
-                vector_to_blob(face.vector),
-            ),
+            face_insert_values(coll, face),
         ).fetchone()
         assert row is not None
         label = int(row[0])
