@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import calibrate  # noqa: E402
 
-from pipeline.cli.bench.machine import cpu_flags, cpu_model  # noqa: E402
+from pipeline.bench.machine import cpu_flags, cpu_model  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.vision.engine import get_engine  # noqa: E402
 

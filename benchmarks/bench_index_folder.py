@@ -225,7 +225,7 @@ def _opencv(folder: Path) -> tuple[int, int, int]:
     import cv2
     import numpy as np
 
-    from pipeline.cli.bench.suite_pipeline import prepared_model_files
+    from pipeline.bench.suite_pipeline import prepared_model_files
     from pipeline.config import Settings
     from pipeline.vision.packs import read_manifest
 
@@ -330,7 +330,7 @@ def source_state() -> dict[str, Any]:
 
 def _cpu_name() -> str:
     """The CPU's model name and SIMD flags, as the reports name it."""
-    from pipeline.cli.bench.machine import cpu_flags, cpu_model
+    from pipeline.bench.machine import cpu_flags, cpu_model
 
     return f"{cpu_model()} ({', '.join(cpu_flags())})"
 

@@ -14,7 +14,7 @@ intra-op threads); agreement (face counts, boxes, cosine between the two embeddi
 peak resident memory; embedding alone per face (facepipe's embedder, in the precision the engine
 chose on this CPU, against OpenCV DNN running the prepared float32 graph on batched blobs, both on
 --threads threads, interleaved); and achieved GFLOP/s against the CPU's float32 peak
-(pipeline.cli.bench.machine.float32_peak: the larger of cores x nominal GHz x the
+(pipeline.bench.machine.float32_peak: the larger of cores x nominal GHz x the
 microarchitecture's FLOP/cycle, 16 on Zen 1, 32 on Zen 2-4 and AVX2 Intel, 64 with 512-bit FMA
 units, and numpy's measured sgemm rate), and against the measured sgemm rate alone. With an int8
 embedder the FLOP count is the float32 model's: the figure is then an effective rate.
@@ -39,8 +39,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.cli.bench.machine import cpu_flags, cpu_model, float32_peak  # noqa: E402
-from pipeline.cli.bench.suite_pipeline import SFACE_GFLOP_PER_FACE, prepared_model_files  # noqa: E402
+from pipeline.bench.machine import cpu_flags, cpu_model, float32_peak  # noqa: E402
+from pipeline.bench.suite_pipeline import SFACE_GFLOP_PER_FACE, prepared_model_files  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.vision.align import align_face  # noqa: E402
 from pipeline.vision.detect import input_geometry, letterbox  # noqa: E402

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "tests" / "postgres"))
 
 from pgserver import TempPostgres, free_port  # noqa: E402
 
-from pipeline.cli.bench.suite_server import (  # noqa: E402
+from pipeline.bench.suite_server import (  # noqa: E402
     http_call,
     process_cpu_seconds,
     run_clients,

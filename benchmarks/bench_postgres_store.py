@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "tests" / "service"))
 from pgserver import TempPostgres  # noqa: E402
 from synthetic_faces import LinearEngine, index_vectors  # noqa: E402
 
-from pipeline.cli.bench.machine import cpu_model  # noqa: E402
+from pipeline.bench.machine import cpu_model  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.service import FacePipe  # noqa: E402
 from pipeline.store import NewFace  # noqa: E402

@@ -36,9 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli.bench.machine import cpu_model
-from pipeline.cli.bench.stats import percentile
-from pipeline.cli.bench.suite_server import KEY_ID, SECRET, free_port, http_call
+from pipeline.bench.machine import cpu_model
+from pipeline.bench.stats import percentile
+from pipeline.bench.suite_server import KEY_ID, SECRET, free_port, http_call
 from pipeline.vision.samples import sample_photos
 
 UPLOAD_CLIENTS, UPLOAD_BYTES = 40, 14_900_000

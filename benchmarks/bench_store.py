@@ -9,7 +9,7 @@ is the same run as
 SearchFaces latency p50/p95/p99 through the store (exact up to 100k faces, quantized scan above),
 the share of above-threshold matches found and recall@10 against exact search, bytes per face in
 memory and on disk, and AssociateFaces calls/s with durable commits. Vectors come from the one
-synthetic generator (pipeline/cli/bench/synthetic.py). Any other option goes to `facepipe bench`
+synthetic generator (pipeline/bench/synthetic.py). Any other option goes to `facepipe bench`
 unchanged (e.g. --repeat 3, --threads 2). Writes DIR/results.json, summary.md and plots.
 """
 

@@ -10,7 +10,8 @@
 # Environment: PROVIDER (cpu|cuda|auto), THREADS (0: each library's default), REPEAT, SEARCH_SIZES,
 # SERVER_CLIENTS, SERVER_CLIENT (http|boto3), PAIRS, COMPARE, OUT. Run from anywhere with the project
 # installed (pip install -e .[bench]): it uses the `facepipe` console script. The accuracy suite reads
-# ../shared/data/faces/pairs.csv unless PAIRS names another labeled pairs file. The scripts
+# PAIRS (default ../shared/data/faces/pairs.csv, the labeled pairs beside this checkout, when it
+# exists; without a pairs file the suite is skipped, saying so). The scripts
 # benchmarks/bench_pipeline.py and benchmarks/bench_index_folder.py are run separately (README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,8 @@ args=(--provider "$PROVIDER" --threads "$THREADS" --repeat "$REPEAT" --warmup 1
       --server-client "$SERVER_CLIENT" --out "$OUT")
 if [[ -n "${PAIRS:-}" ]]; then
   args+=(--pairs "$PAIRS")
+elif [[ -f ../shared/data/faces/pairs.csv ]]; then
+  args+=(--pairs ../shared/data/faces/pairs.csv)
 fi
 if [[ -n "${COMPARE:-}" ]]; then
   args+=(--compare "$COMPARE")

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.bench.report import validate_run
+from pipeline.bench.synthetic import face_cloud
 from pipeline.cli.bench import bench_main
-from pipeline.cli.bench.report import validate_run
-from pipeline.cli.bench.synthetic import face_cloud
 
 
 @pytest.fixture()

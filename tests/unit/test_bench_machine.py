@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.cli.bench.machine import float32_peak, flop_per_cycle
+from pipeline.bench.machine import float32_peak, flop_per_cycle
 
 AVX2 = {"avx", "avx2", "fma"}
 AVX512 = AVX2 | {"avx512f", "avx512bw"}

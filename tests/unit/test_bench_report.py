@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.cli.bench.machine import choose_provider, confirm_provider, machine_info
-from pipeline.cli.bench.report import (
+from pipeline.bench.machine import choose_provider, confirm_provider, machine_info
+from pipeline.bench.report import (
     FIGURE_KEYS,
     RUN_KEYS,
     SCHEMA_VERSION,
@@ -24,7 +24,7 @@ from pipeline.cli.bench.report import (
     validate_run,
     write_run,
 )
-from pipeline.cli.bench.stats import spread
+from pipeline.bench.stats import spread
 
 
 def make_run(embed_ms: list[float], rps: list[float]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.cli.bench.stats import (
+from pipeline.bench.stats import (
     auc,
     percentile,
     rates_at,

@@ -12,17 +12,17 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from pipeline.cli.bench import bench_main
-from pipeline.cli.bench.report import validate_run
-from pipeline.cli.bench.suite_server import LoadRun, json_body, run_clients
-from pipeline.cli.bench.synthetic import face_cloud
-from pipeline.cli.bench.vectors import (
+from pipeline.bench.report import validate_run
+from pipeline.bench.suite_server import LoadRun, json_body, run_clients
+from pipeline.bench.synthetic import face_cloud
+from pipeline.bench.vectors import (
     bytes_per_face,
     data_dir_bytes,
     fill_store,
     index_memory_bytes,
     store_indexes,
 )
+from pipeline.cli.bench import bench_main
 from pipeline.store.index import DEFAULT_ANN_THRESHOLD
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,7 +161,7 @@ def test_benchmark_scripts_are_facepipe_bench_runs() -> None:
 
 
 def test_ground_truth_above_threshold_is_capped_at_max_faces() -> None:
-    from pipeline.cli.bench.suite_search import _ground_truth
+    from pipeline.bench.suite_search import _ground_truth
 
     vectors = np.eye(4, dtype=np.float32)[[0, 0, 0, 1]] * np.array(
         [[1.0], [0.9], [0.8], [1.0]], dtype=np.float32

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli.bench.stats import Spread
+from pipeline.bench.stats import Spread
 
 SCHEMA = "facepipe-bench"
 SCHEMA_VERSION = 1

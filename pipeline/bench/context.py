@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.cli.bench.machine import ProviderChoice
+from pipeline.bench.machine import ProviderChoice
 from pipeline.config import Settings
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.cli.bench.context import BenchContext
-from pipeline.cli.bench.machine import confirm_provider
-from pipeline.cli.bench.report import Figure, SuiteResult, single
-from pipeline.cli.bench.stats import auc, rates_at, reliability, roc, tar_at_far
+from pipeline.bench.context import BenchContext
+from pipeline.bench.machine import confirm_provider
+from pipeline.bench.report import Figure, SuiteResult, single
+from pipeline.bench.stats import auc, rates_at, reliability, roc, tar_at_far
 from pipeline.errors import RekognitionError
 from pipeline.vision.align import CROP_SIZE
 

@@ -27,11 +27,11 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.cli.bench.context import BenchContext
-from pipeline.cli.bench.report import Figure, SuiteResult, single
-from pipeline.cli.bench.stats import percentile, recall_at_k, speedups, spread, threshold_recall
-from pipeline.cli.bench.synthetic import face_cloud
-from pipeline.cli.bench.vectors import (
+from pipeline.bench.context import BenchContext
+from pipeline.bench.report import Figure, SuiteResult, single
+from pipeline.bench.stats import percentile, recall_at_k, speedups, spread, threshold_recall
+from pipeline.bench.synthetic import face_cloud
+from pipeline.bench.vectors import (
     Hits,
     bytes_per_face,
     data_dir_bytes,

@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.cli.bench.context import BenchContext
-from pipeline.cli.bench.machine import confirm_provider, float32_peak
-from pipeline.cli.bench.report import Figure, SuiteResult
-from pipeline.cli.bench.stats import speedups, spread, time_paired, time_runs
+from pipeline.bench.context import BenchContext
+from pipeline.bench.machine import confirm_provider, float32_peak
+from pipeline.bench.report import Figure, SuiteResult
+from pipeline.bench.stats import speedups, spread, time_paired, time_runs
 from pipeline.vision.align import align_face
 from pipeline.vision.detect import YuNetDetector, letterbox
 from pipeline.vision.model_cache import prepared_path

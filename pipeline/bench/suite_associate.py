@@ -17,9 +17,9 @@ from typing import Any
 
 import cv2
 
-from pipeline.cli.bench.context import BenchContext
-from pipeline.cli.bench.report import Figure, SuiteResult
-from pipeline.cli.bench.stats import spread, time_runs
+from pipeline.bench.context import BenchContext
+from pipeline.bench.report import Figure, SuiteResult
+from pipeline.bench.stats import spread, time_runs
 from pipeline.vision.samples import sample_photos
 
 Call = Callable[[str, dict[str, Any]], dict[str, Any]]

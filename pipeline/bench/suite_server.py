@@ -39,10 +39,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli.bench.context import BenchContext
-from pipeline.cli.bench.report import Figure, SuiteResult
-from pipeline.cli.bench.stats import percentile, speedups, spread
-from pipeline.cli.bench.suite_associate import Call, index_sample_faces
+from pipeline.bench.context import BenchContext
+from pipeline.bench.report import Figure, SuiteResult
+from pipeline.bench.stats import percentile, speedups, spread
+from pipeline.bench.suite_associate import Call, index_sample_faces
 from pipeline.vision.samples import sample_photos
 
 SERVER_START_TIMEOUT_S = 120.0
