@@ -1,9 +1,9 @@
 """A protocol-test server in its own process (so its memory and open-file limit are its own).
 
-    python tests/protocol/hostile_server.py PORT [--nofile N] [--max-connections N]
+    python -m tests.protocol.hostile_server PORT [--nofile N] [--max-connections N]
         [--header-timeout-s S] [--body-timeout-s S] [--no-auth]
 
-Serves conftest's MemoryService with SigV4 (conftest's ACCESS_KEY_ID/SECRET) unless --no-auth,
+Serves tests.support's MemoryService with SigV4 (tests.support.server's ACCESS_KEY_ID/SECRET) unless --no-auth,
 through the same connection layer as `facepipe serve` (uvicorn_server + run_server), logging to
 stderr like `facepipe serve` does.
 """
@@ -14,11 +14,6 @@ import argparse
 import logging
 import resource
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from conftest import ACCESS_KEY_ID, SECRET, MemoryService
 
 from pipeline.protocol.app import create_app
 from pipeline.protocol.connections import ConnectionLimits, raise_open_file_limit
@@ -29,6 +24,8 @@ from pipeline.protocol.server import (
     uvicorn_server,
 )
 from pipeline.protocol.sigv4 import SigV4Verifier
+from tests.support.memory_service import MemoryService
+from tests.support.server import ACCESS_KEY_ID, SECRET
 
 
 def main() -> None:

@@ -12,8 +12,7 @@ from botocore.parsers import create_parser
 
 from pipeline.protocol.handler import CONTENT_TYPE, handle_request
 from pipeline.service import rekognition_model
-
-from .conftest import MemoryService
+from tests.support.memory_service import MemoryService
 
 T = "RekognitionService."
 

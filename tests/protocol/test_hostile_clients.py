@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -31,18 +30,17 @@ from pipeline.protocol.connections import (
 )
 from pipeline.protocol.server import connection_limits, parse_allowed_hosts, read_config_file
 from pipeline.protocol.sigv4 import SigV4Verifier
-
-from .conftest import (
+from tests.support.memory_service import MemoryService
+from tests.support.server import (
     ACCESS_KEY_ID,
     SECRET,
-    MemoryService,
+    ServeProcess,
     free_port,
-    raw_post,
+    raw_request,
     rekognition_client,
-    start_server,
+    serve_service_in_thread,
 )
 
-HOSTILE_SERVER = Path(__file__).with_name("hostile_server.py")
 MIB = 1 << 20
 
 
@@ -54,53 +52,19 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-class ServerProcess:
-    def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HOSTILE_SERVER), str(self.port), *args],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.proc.poll() is None, "".join(self.lines)
-            assert time.monotonic() < deadline, "server did not listen"
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
 @pytest.fixture()
-def server_process(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    server = ServerProcess(*getattr(request, "param", ()))
+def server_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServeProcess]:
+    """tests/protocol/hostile_server.py (``request.param``: its options) on a free port, healthy."""
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.protocol.hostile_server", str(port), *getattr(request, "param", ())]
+    server = ServeProcess.start(argv, port, tmp_path / "hostile-server.log", timeout_s=30)
     yield server
-    server.stop()
+    server.stop(15)
 
 
 def health_latency(url: str) -> float:
     started = time.monotonic()
-    status, _, body = raw_post(url, b"", {}, path="/health", method="GET")
+    status, _, body = raw_request(url, b"", {}, path="/health", method="GET")
     assert status == 200 and json.loads(body)["status"] == "ok"
     return time.monotonic() - started
 
@@ -132,11 +96,11 @@ def read_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, s
     return int(lines[0].split()[1]), headers, rest
 
 
-def test_unsigned_slow_uploads_cost_almost_nothing(server_process: ServerProcess) -> None:
+def test_unsigned_slow_uploads_cost_almost_nothing(server_process: ServeProcess) -> None:
     """40 clients each declare a 15 MB body and send a first 64 KiB, unsigned or with an unknown
     key: each is answered at once, its connection closed before the body is read, and the server's
     memory stays flat; /health and signed clients keep being answered meanwhile."""
-    pid = server_process.proc.pid
+    pid = server_process.process.pid
     before = rss_bytes(pid)
     declared = 15_000_000
     chunk = b"A" * 65536
@@ -180,7 +144,7 @@ def test_unsigned_slow_uploads_cost_almost_nothing(server_process: ServerProcess
 
 
 @pytest.mark.parametrize("server_process", [("--nofile", "256", "--header-timeout-s", "30")], indirect=True)
-def test_idle_connection_flood_under_a_low_file_limit(server_process: ServerProcess) -> None:
+def test_idle_connection_flood_under_a_low_file_limit(server_process: ServeProcess) -> None:
     """600 idle connections against a server allowed 256 open files: the longest-idle ones are
     closed to make room, /health and signed clients keep being answered, and the log stays short."""
     sockets: list[socket.socket] = []
@@ -211,16 +175,17 @@ def test_idle_connection_flood_under_a_low_file_limit(server_process: ServerProc
         for sock in sockets:
             sock.close()
     time.sleep(0.5)
-    assert server_process.proc.poll() is None
-    lines = [line for line in server_process.lines if "Traceback" in line or "accept" in line]
-    assert len(lines) <= 3, "".join(server_process.lines[-20:])
-    assert len(server_process.lines) < 30
+    assert server_process.process.poll() is None
+    log = server_process.output().splitlines(keepends=True)
+    lines = [line for line in log if "Traceback" in line or "accept" in line]
+    assert len(lines) <= 3, "".join(log[-20:])
+    assert len(log) < 30
 
 
 @pytest.mark.parametrize(
     "server_process", [("--header-timeout-s", "1", "--body-timeout-s", "1")], indirect=True
 )
-def test_slow_heads_idle_connections_and_slow_bodies_are_cut_off(server_process: ServerProcess) -> None:
+def test_slow_heads_idle_connections_and_slow_bodies_are_cut_off(server_process: ServeProcess) -> None:
     """A connection that sends nothing, one that sends its head a byte at a time, and a signed
     request whose body stalls are all closed within their deadlines."""
     idle = socket.create_connection(("127.0.0.1", server_process.port), timeout=5)
@@ -265,7 +230,7 @@ def signed_over(url: str, signed: dict[str, str], body: bytes) -> dict[str, str]
 
 
 def test_signature_over_host_and_date_only_cannot_be_repurposed(memory_service: MemoryService) -> None:
-    live = start_server(memory_service, SigV4Verifier({ACCESS_KEY_ID: SECRET}))
+    live = serve_service_in_thread(memory_service, SigV4Verifier({ACCESS_KEY_ID: SECRET}))
     try:
         rekognition_client(live.url).create_collection(CollectionId="precious")
         calls = len(memory_service.calls)
@@ -278,7 +243,7 @@ def test_signature_over_host_and_date_only_cannot_be_repurposed(memory_service: 
                 "Content-Type": "application/x-amz-json-1.1",
             }
         )
-        status, _, answer = raw_post(live.url, body, headers)
+        status, _, answer = raw_request(live.url, body, headers)
         assert status == 403
         error = json.loads(answer)
         assert error["__type"] == "InvalidSignatureException"
@@ -289,7 +254,7 @@ def test_signature_over_host_and_date_only_cannot_be_repurposed(memory_service: 
 
 
 def test_a_replayed_request_is_refused_and_real_clients_still_work(memory_service: MemoryService) -> None:
-    live = start_server(memory_service, SigV4Verifier({ACCESS_KEY_ID: SECRET}))
+    live = serve_service_in_thread(memory_service, SigV4Verifier({ACCESS_KEY_ID: SECRET}))
     try:
         body = b'{"CollectionId": "once"}'
         target = {
@@ -297,9 +262,9 @@ def test_a_replayed_request_is_refused_and_real_clients_still_work(memory_servic
             "Content-Type": "application/x-amz-json-1.1",
         }
         headers = signed_over(live.url, target, body)
-        assert raw_post(live.url, body, headers)[0] == 200
+        assert raw_request(live.url, body, headers)[0] == 200
         started = time.monotonic()
-        status, response_headers, answer = raw_post(live.url, body, headers)
+        status, response_headers, answer = raw_request(live.url, body, headers)
         assert status == 400 and response_headers["x-amzn-errortype"] == "ThrottlingException"
         assert "already been used" in json.loads(answer)["Message"]
         assert time.monotonic() - started >= 0.95  # answered late, so a retry is signed anew
@@ -314,7 +279,7 @@ def test_a_replayed_request_is_refused_and_real_clients_still_work(memory_servic
 
 
 def test_allowed_hosts_refuse_other_host_headers(memory_service: MemoryService) -> None:
-    live = start_server(
+    live = serve_service_in_thread(
         memory_service, None, allowed_hosts=parse_allowed_hosts(None, auth=False, bind_host="127.0.0.1")
     )
     try:
@@ -323,13 +288,13 @@ def test_allowed_hosts_refuse_other_host_headers(memory_service: MemoryService) 
             "Content-Type": "application/x-amz-json-1.1",
         }
         for host in ("attacker.example", "attacker.example:8080", "127.0.0.1.attacker.example"):
-            status, headers, answer = raw_post(live.url, b"{}", {**listing, "Host": host})
+            status, headers, answer = raw_request(live.url, b"{}", {**listing, "Host": host})
             assert status == 400, host
             error = json.loads(answer)
             assert error["__type"] == "AccessDeniedException" and "--allowed-hosts" in error["Message"]
             assert headers["x-amzn-errortype"] == "AccessDeniedException"
         for host in ("localhost:9999", "127.0.0.1", "[::1]:8080", "LOCALHOST"):
-            assert raw_post(live.url, b"{}", {**listing, "Host": host})[0] == 200, host
+            assert raw_request(live.url, b"{}", {**listing, "Host": host})[0] == 200, host
         assert [op for op, _ in memory_service.calls] == ["ListCollections"] * 4
     finally:
         live.stop()
@@ -363,7 +328,7 @@ class SlowImages(MemoryService):
 def test_cheap_calls_do_not_wait_behind_image_work(metadata_threads: int) -> None:
     """8 DetectFaces keep the 4 image threads busy; ListCollections meanwhile takes milliseconds
     on its own threads, but waits for image work when both share one pool (metadata_threads 0)."""
-    live = start_server(SlowImages(), None, metadata_threads=metadata_threads)
+    live = serve_service_in_thread(SlowImages(), None, metadata_threads=metadata_threads)
     try:
         client = rekognition_client(live.url, max_pool_connections=16)
         stop = threading.Event()
@@ -410,7 +375,7 @@ def test_connection_cap_closes_the_longest_idle_first() -> None:
 def test_a_client_over_the_connection_cap_gets_a_throttling_exception() -> None:
     """With every connection busy, an SDK client is answered 503 ThrottlingException (retryable),
     which botocore parses: the refusal's Content-Length matches its body."""
-    live = start_server(MemoryService(), None, limits=ConnectionLimits(max_connections=1))
+    live = serve_service_in_thread(MemoryService(), None, limits=ConnectionLimits(max_connections=1))
     busy = socket.create_connection(("127.0.0.1", int(live.url.rsplit(":", 1)[1])), timeout=10)
     try:
         busy.sendall(head(1000))  # a request in flight: its body has not arrived

@@ -18,23 +18,24 @@ from pipeline.config import Settings
 from pipeline.protocol.server import build_parser, read_config_file
 from pipeline.protocol.sigv4 import SigV4Verifier
 from pipeline.service import FacePipe
-
-from .conftest import (
+from tests.support.memory_service import MemoryService
+from tests.support.server import (
     ACCESS_KEY_ID,
     SECRET,
-    LiveServer,
-    MemoryService,
-    raw_post,
+    ThreadServer,
+    raw_request,
     rekognition_client,
-    start_server,
+    serve_service_in_thread,
 )
 
 
 @pytest.fixture(scope="module")
-def metrics_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def metrics_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
     """A signed server with --metrics on the real service (SQLite store, real models)."""
     fp = FacePipe(Settings(data_dir=tmp_path_factory.mktemp("facepipe-metrics")))
-    live = start_server(fp, SigV4Verifier({ACCESS_KEY_ID: SECRET}), max_body_bytes=16 << 20, metrics=True)
+    live = serve_service_in_thread(
+        fp, SigV4Verifier({ACCESS_KEY_ID: SECRET}), max_body_bytes=16 << 20, metrics=True
+    )
     yield live
     live.stop()
     fp.close()
@@ -43,7 +44,7 @@ def metrics_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
 def scrape(url: str, host: str | None = None) -> dict[str, Any]:
     """The samples of GET /metrics by (name, labels as a sorted tuple) -> value, parsed."""
     headers = {"Host": host} if host else {}
-    status, response_headers, body = raw_post(url, b"", headers, path="/metrics", method="GET")
+    status, response_headers, body = raw_request(url, b"", headers, path="/metrics", method="GET")
     assert status == 200, body
     assert response_headers["content-type"].startswith("text/plain")
     samples: dict[Any, float] = {}
@@ -54,9 +55,9 @@ def scrape(url: str, host: str | None = None) -> dict[str, Any]:
 
 
 def test_metrics_off_by_default_is_an_unknown_route(memory_service: MemoryService) -> None:
-    live = start_server(memory_service, None)
+    live = serve_service_in_thread(memory_service, None)
     try:
-        status, headers, body = raw_post(live.url, b"", {}, path="/metrics", method="GET")
+        status, headers, body = raw_request(live.url, b"", {}, path="/metrics", method="GET")
     finally:
         live.stop()
     assert status == 404
@@ -64,7 +65,7 @@ def test_metrics_off_by_default_is_an_unknown_route(memory_service: MemoryServic
 
 
 def test_scrape_counts_signed_calls_and_reads_the_store(
-    metrics_server: LiveServer, sample_images: Path
+    metrics_server: ThreadServer, sample_images: Path
 ) -> None:
     client = rekognition_client(metrics_server.url, read_timeout=60)
     client.create_collection(CollectionId="metrics-people")
@@ -116,26 +117,26 @@ def test_scrape_counts_signed_calls_and_reads_the_store(
     assert requests("ListCollections", "200") == 2
 
 
-def test_unknown_targets_share_one_label(metrics_server: LiveServer) -> None:
+def test_unknown_targets_share_one_label(metrics_server: ThreadServer) -> None:
     """A client cannot grow the label set: targets that name no operation count as "unknown"."""
     for i in range(3):
-        raw_post(metrics_server.url, b"{}", {"X-Amz-Target": f"RekognitionService.Nope{i}"})
+        raw_request(metrics_server.url, b"{}", {"X-Amz-Target": f"RekognitionService.Nope{i}"})
     operations = {dict(labels).get("operation") for name, labels in scrape(metrics_server.url)}
     assert "unknown" in operations
     assert not any(str(op).startswith("Nope") or "RekognitionService" in str(op) for op in operations)
 
 
 def test_metrics_obey_allowed_hosts(memory_service: MemoryService) -> None:
-    live = start_server(memory_service, None, allowed_hosts=["127.0.0.1"], metrics=True)
+    live = serve_service_in_thread(memory_service, None, allowed_hosts=["127.0.0.1"], metrics=True)
     try:
         scrape(live.url, host="127.0.0.1")  # answered (200) for an allowed host
-        status, _, body = raw_post(live.url, b"", {"Host": "evil.example"}, path="/metrics", method="GET")
+        status, _, body = raw_request(live.url, b"", {"Host": "evil.example"}, path="/metrics", method="GET")
     finally:
         live.stop()
     assert status == 400 and json.loads(body)["__type"] == "AccessDeniedException"  # as the API answers
 
 
-def test_a_body_on_metrics_is_not_read(metrics_server: LiveServer) -> None:
+def test_a_body_on_metrics_is_not_read(metrics_server: ThreadServer) -> None:
     """A scrape that declares a huge body is answered at once and its connection closed."""
     parts = urlsplit(metrics_server.url)
     with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:

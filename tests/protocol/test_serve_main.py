@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -20,9 +19,16 @@ from botocore.exceptions import ClientError, SSLError
 
 from pipeline.protocol.app import create_app
 from pipeline.protocol.connections import ConnectionLimits
-from pipeline.protocol.server import read_config_file, run_server, serve_main, uvicorn_server
-
-from .conftest import MemoryService, free_port, rekognition_client, start_server
+from pipeline.protocol.server import read_config_file, serve_main
+from tests.support.memory_service import MemoryService
+from tests.support.server import (
+    ServeProcess,
+    clean_env,
+    free_port,
+    rekognition_client,
+    serve_in_thread,
+    serve_service_in_thread,
+)
 
 SERVE = [
     sys.executable,
@@ -31,32 +37,20 @@ SERVE = [
 ]
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FACEPIPE_"))}
-    env.update(extra)
-    return env
+def serve(
+    log_dir: Path, args: list[str], port: int, env: dict[str, str], scheme: str = "http"
+) -> ServeProcess:
+    """serve_main with ``args`` (listening on ``port``) as a child process, once GET /health answers."""
+    return ServeProcess.start([*SERVE, *args], port, log_dir / "serve.log", env, timeout_s=60, scheme=scheme)
 
 
-def wait_listening(process: subprocess.Popen[str], port: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read() if process.stderr else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("server did not listen within 60 s")
-
-
-def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+def stop(server: ServeProcess) -> tuple[int, str]:
     """SIGTERM, as service managers stop it; the exit status is 0 or the re-raised SIGTERM."""
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode in (0, -signal.SIGTERM), err[-2000:]
+    status = server.stop(30)
+    err = server.output()
+    assert status in (0, -signal.SIGTERM), err[-2000:]
     assert "requests finished, store closed" in err
-    return process.returncode, err
+    return status, err
 
 
 def test_refuses_to_start_with_auth_on_and_no_credentials(tmp_path: Path) -> None:
@@ -143,16 +137,9 @@ def test_config_file_credentials_file_and_env_credentials(tmp_path: Path) -> Non
         f"[server]\nport = {port}\ndata_dir = {tmp_path / 'data'}\ncredentials_file = {credentials}\nthreads = 2\n"
     )
     env = clean_env(FACEPIPE_CREDENTIALS="AKIDENV:env-secret")
-    process = subprocess.Popen(
-        [*SERVE, "--config", str(config)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
+    server = serve(tmp_path, ["--config", str(config)], port, env)
     try:
-        wait_listening(process, port)
-        url = f"http://127.0.0.1:{port}"
+        url = server.url
         rekognition_client(url, key="AKIDFILE", secret="file-secret").create_collection(
             CollectionId="from-file"
         )
@@ -167,7 +154,7 @@ def test_config_file_credentials_file_and_env_credentials(tmp_path: Path) -> Non
                 client.delete_collection(CollectionId="from-file")
             assert info.value.response["Error"]["Code"] == code
     finally:
-        _, err = stop(process)
+        _, err = stop(server)
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     requests = [x for x in lines if "request_id" in x]
     assert [(x["operation"], x["status"], x["access_key_id"]) for x in requests] == [
@@ -186,51 +173,28 @@ def test_credentials_files_on_the_command_line_add_to_the_config_file(tmp_path: 
     from_option.write_text("[b]\naws_access_key_id = AKIDB\naws_secret_access_key = secret-b\n")
     config = tmp_path / "server.ini"
     config.write_text(f"[server]\ncredentials_file = {from_config}\n")
-    process = subprocess.Popen(
-        [
-            *SERVE,
-            "--config",
-            str(config),
-            "--credentials-file",
-            str(from_option),
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=clean_env(),
-    )
+    args = ["--config", str(config), "--credentials-file", str(from_option), "--port", str(port)]
+    server = serve(tmp_path, [*args, "--data-dir", str(tmp_path / "data")], port, clean_env())
     try:
-        wait_listening(process, port)
-        url = f"http://127.0.0.1:{port}"
         for key, secret in (("AKIDA", "secret-a"), ("AKIDB", "secret-b")):
-            assert rekognition_client(url, key=key, secret=secret).list_collections()["CollectionIds"] == []
+            assert (
+                rekognition_client(server.url, key=key, secret=secret).list_collections()["CollectionIds"]
+                == []
+            )
     finally:
-        stop(process)
+        stop(server)
 
 
 def test_no_auth_warns_loudly_and_serves(tmp_path: Path) -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [*SERVE, "--port", str(port), "--data-dir", str(tmp_path), "--no-auth"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=clean_env(),
+    server = serve(
+        tmp_path, ["--port", str(port), "--data-dir", str(tmp_path / "data"), "--no-auth"], port, clean_env()
     )
     try:
-        wait_listening(process, port)
-        assert (
-            rekognition_client(f"http://127.0.0.1:{port}", signature_version=UNSIGNED).list_collections()[
-                "CollectionIds"
-            ]
-            == []
-        )
+        unsigned = rekognition_client(server.url, signature_version=UNSIGNED)
+        assert unsigned.list_collections()["CollectionIds"] == []
     finally:
-        _, err = stop(process)
+        _, err = stop(server)
     assert "WARNING: authentication is OFF (--no-auth)" in err
 
 
@@ -244,7 +208,7 @@ def test_shutdown_lets_in_flight_requests_finish() -> None:
             release.wait(10)
             return super().call(operation, params)
 
-    live = start_server(Slow(), None)
+    live = serve_service_in_thread(Slow(), None)
     client = rekognition_client(live.url)
     answers: list[object] = []
     worker = threading.Thread(target=lambda: answers.append(client.create_collection(CollectionId="late")))
@@ -282,14 +246,9 @@ def test_tls_handshakes_get_the_header_deadline(tmp_path: Path) -> None:
     cert, key = make_certificate(tmp_path)
     limits = ConnectionLimits(max_connections=4, header_timeout_s=1)
     app = create_app(MemoryService(), None, max_body_bytes=1 << 20, threads=2, limits=limits)
-    port = free_port()
-    server, _ = uvicorn_server(app, "127.0.0.1", port, limits, ssl_certfile=str(cert), ssl_keyfile=str(key))
-    thread = threading.Thread(target=run_server, args=(server,), daemon=True)
-    thread.start()
+    live = serve_in_thread(app, limits, scheme="https", ssl_certfile=str(cert), ssl_keyfile=str(key))
+    port = int(live.url.rsplit(":", 1)[1])
     try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
         silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(5)]
         started = time.monotonic()
         for sock in silent:
@@ -298,8 +257,7 @@ def test_tls_handshakes_get_the_header_deadline(tmp_path: Path) -> None:
             sock.close()
         assert time.monotonic() - started < 5
     finally:
-        server.should_exit = True
-        thread.join(15)
+        live.stop()
 
 
 def test_https_with_sigv4(tmp_path: Path) -> None:
@@ -317,12 +275,9 @@ def test_https_with_sigv4(tmp_path: Path) -> None:
         str(key),
     ]
     env = clean_env(AWS_ACCESS_KEY_ID="AKIDTLS", AWS_SECRET_ACCESS_KEY="tls-secret")
-    process = subprocess.Popen(
-        [*SERVE, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
-    )
+    server = serve(tmp_path, args, port, env, scheme="https")
     try:
-        wait_listening(process, port)
-        url = f"https://127.0.0.1:{port}"
+        url = server.url
         verified = boto3.client(
             "rekognition", endpoint_url=url, region_name="us-east-1", verify=str(cert),
             aws_access_key_id="AKIDTLS", aws_secret_access_key="tls-secret",
@@ -336,4 +291,4 @@ def test_https_with_sigv4(tmp_path: Path) -> None:
         verified.close()
         unverified.close()
     finally:
-        stop(process)
+        stop(server)

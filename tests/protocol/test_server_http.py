@@ -21,15 +21,14 @@ from botocore import UNSIGNED
 from botocore.exceptions import ClientError
 
 from pipeline.protocol.sigv4 import SigV4Verifier
-
-from .conftest import (
+from tests.support.memory_service import MemoryService
+from tests.support.server import (
     ACCESS_KEY_ID,
     SECRET,
-    LiveServer,
-    MemoryService,
-    raw_post,
+    ThreadServer,
+    raw_request,
     rekognition_client,
-    start_server,
+    serve_service_in_thread,
 )
 
 AWS_CLI = Path(sys.executable).with_name("aws")
@@ -39,7 +38,7 @@ def target(op: str) -> dict[str, str]:
     return {"X-Amz-Target": f"RekognitionService.{op}", "Content-Type": "application/x-amz-json-1.1"}
 
 
-def test_boto3_round_trip_and_modelled_errors(open_server: LiveServer) -> None:
+def test_boto3_round_trip_and_modelled_errors(open_server: ThreadServer) -> None:
     client = rekognition_client(open_server.url)
     created = client.create_collection(CollectionId="alpha")
     assert created["StatusCode"] == 200
@@ -61,7 +60,7 @@ def test_boto3_round_trip_and_modelled_errors(open_server: LiveServer) -> None:
     assert open_server.service.calls[-1] == ("DetectFaces", {"Image": {"Bytes": b"\xff\x01\xff"}})
 
 
-def test_unparameterised_client_gets_clean_errors(open_server: LiveServer) -> None:
+def test_unparameterised_client_gets_clean_errors(open_server: ThreadServer) -> None:
     client = rekognition_client(open_server.url, parameter_validation=False)
     with pytest.raises(ClientError) as info:
         client.create_collection(CollectionId=5)
@@ -74,7 +73,7 @@ def test_unparameterised_client_gets_clean_errors(open_server: LiveServer) -> No
     assert info.value.response["Error"]["Code"] == "UnknownOperationException"
 
 
-def test_aws_cli_against_the_server(open_server: LiveServer, tmp_path: Path) -> None:
+def test_aws_cli_against_the_server(open_server: ThreadServer, tmp_path: Path) -> None:
     env = dict(
         os.environ,
         AWS_ACCESS_KEY_ID="x",
@@ -118,7 +117,7 @@ def test_aws_cli_against_the_server(open_server: LiveServer, tmp_path: Path) -> 
     )
 
 
-def test_auth_accepts_signed_and_rejects_the_rest(signed_server: LiveServer) -> None:
+def test_auth_accepts_signed_and_rejects_the_rest(signed_server: ThreadServer) -> None:
     url = signed_server.url
     assert rekognition_client(url).create_collection(CollectionId="signed")["StatusCode"] == 200
     cases = [
@@ -137,7 +136,7 @@ def test_auth_accepts_signed_and_rejects_the_rest(signed_server: LiveServer) -> 
 
 def test_expired_signature_is_refused(memory_service: MemoryService) -> None:
     ten_minutes_ahead = SigV4Verifier({ACCESS_KEY_ID: SECRET}, clock=lambda: time.time() + 600)
-    live = start_server(memory_service, ten_minutes_ahead)
+    live = serve_service_in_thread(memory_service, ten_minutes_ahead)
     try:
         with pytest.raises(ClientError) as info:
             rekognition_client(live.url).list_collections()
@@ -148,7 +147,7 @@ def test_expired_signature_is_refused(memory_service: MemoryService) -> None:
     assert memory_service.calls == []
 
 
-def test_aws_cli_unsigned_and_unknown_key(signed_server: LiveServer, tmp_path: Path) -> None:
+def test_aws_cli_unsigned_and_unknown_key(signed_server: ThreadServer, tmp_path: Path) -> None:
     env = dict(
         os.environ,
         AWS_DEFAULT_REGION="us-east-1",
@@ -169,10 +168,10 @@ def test_aws_cli_unsigned_and_unknown_key(signed_server: LiveServer, tmp_path: P
 
 
 def test_body_size_cap(memory_service: MemoryService) -> None:
-    live = start_server(memory_service, None, max_body_bytes=10_000)
+    live = serve_service_in_thread(memory_service, None, max_body_bytes=10_000)
     try:
         big = json.dumps({"Image": {"Bytes": base64.b64encode(b"\xff" * 20_000).decode()}}).encode()
-        status, headers, body = raw_post(live.url, big, target("DetectFaces"))
+        status, headers, body = raw_request(live.url, big, target("DetectFaces"))
         assert status == 413
         assert json.loads(body)["__type"] == "RequestEntityTooLargeException"
         assert "10000 bytes" in json.loads(body)["Message"]
@@ -182,17 +181,17 @@ def test_body_size_cap(memory_service: MemoryService) -> None:
             client.detect_faces(Image={"Bytes": b"\xff" * 20_000})
         assert info.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
         small = json.dumps({"Image": {"Bytes": base64.b64encode(b"\xff" * 100).decode()}}).encode()
-        assert raw_post(live.url, small, target("DetectFaces"))[0] == 200
+        assert raw_request(live.url, small, target("DetectFaces"))[0] == 200
     finally:
         live.stop()
     assert [op for op, _ in memory_service.calls] == ["DetectFaces"]
 
 
-def test_health_and_unknown_routes(open_server: LiveServer) -> None:
-    status, headers, body = raw_post(open_server.url, b"", {}, path="/health", method="GET")
+def test_health_and_unknown_routes(open_server: ThreadServer) -> None:
+    status, headers, body = raw_request(open_server.url, b"", {}, path="/health", method="GET")
     assert status == 200 and json.loads(body)["status"] == "ok" and headers["x-amzn-requestid"]
     for method, path, expected in (("GET", "/", 405), ("POST", "/elsewhere", 404), ("GET", "/nothing", 404)):
-        status, headers, body = raw_post(
+        status, headers, body = raw_request(
             open_server.url, b"{}", target("ListCollections"), path=path, method=method
         )
         assert status == expected
@@ -210,7 +209,7 @@ def test_health_and_unknown_routes(open_server: LiveServer) -> None:
     ],
 )
 def test_routes_that_read_no_body_close_instead_of_draining_it(
-    open_server: LiveServer, method: str, path: str, status: int, framing: str
+    open_server: ThreadServer, method: str, path: str, status: int, framing: str
 ) -> None:
     """A request with a body to /health or an unknown route is answered and its connection closed
     at once: the server does not read and discard a body of any declared size to keep it open."""
@@ -239,7 +238,7 @@ def test_routes_that_read_no_body_close_instead_of_draining_it(
 
 
 def test_access_log_is_one_json_line_per_request(
-    open_server: LiveServer, caplog: pytest.LogCaptureFixture
+    open_server: ThreadServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = rekognition_client(open_server.url)
     with caplog.at_level(logging.INFO, logger="pipeline.protocol.access"):
@@ -254,7 +253,7 @@ def test_access_log_is_one_json_line_per_request(
     assert all(x["latency_ms"] >= 0 and x["request_id"] for x in lines)
 
 
-def test_concurrent_clients(open_server: LiveServer) -> None:
+def test_concurrent_clients(open_server: ThreadServer) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     client = rekognition_client(open_server.url)
@@ -267,7 +266,7 @@ def test_concurrent_clients(open_server: LiveServer) -> None:
     assert len(client.list_collections()["CollectionIds"]) == 40
 
 
-def test_fuzzed_requests_never_5xx_and_leave_the_store_unchanged(open_server: LiveServer) -> None:
+def test_fuzzed_requests_never_5xx_and_leave_the_store_unchanged(open_server: ThreadServer) -> None:
     client = rekognition_client(open_server.url)
     client.create_collection(CollectionId="keep")
     before = dict(open_server.service.collections)
@@ -304,7 +303,7 @@ def test_fuzzed_requests_never_5xx_and_leave_the_store_unchanged(open_server: Li
             "X-Amz-Target": f"RekognitionService.{op}" if rng.random() < 0.8 else op,
             "Content-Type": "application/x-amz-json-1.1",
         }
-        status, response_headers, response_body = raw_post(open_server.url, body, headers)
+        status, response_headers, response_body = raw_request(open_server.url, body, headers)
         statuses.append(status)
         if status != 200:
             error = json.loads(response_body)
@@ -318,7 +317,7 @@ def test_fuzzed_requests_never_5xx_and_leave_the_store_unchanged(open_server: Li
 
 
 def test_client_leaving_mid_body_is_no_internal_error(
-    open_server: LiveServer, caplog: pytest.LogCaptureFixture
+    open_server: ThreadServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     parts = urlsplit(open_server.url)
     with caplog.at_level(logging.INFO, logger="pipeline.protocol"):

@@ -15,8 +15,13 @@ from botocore.exceptions import ClientError
 
 from pipeline.config import Settings
 from pipeline.service import FacePipe
-
-from .conftest import LiveServer, free_port, raw_post, rekognition_client, start_server
+from tests.support.server import (
+    ThreadServer,
+    free_port,
+    raw_request,
+    rekognition_client,
+    serve_service_in_thread,
+)
 
 AWS_CLI = Path(sys.executable).with_name("aws")
 BUCKET = "photos"
@@ -36,7 +41,7 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def real_server(
     tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, sample_images: Path
-) -> Iterator[LiveServer]:
+) -> Iterator[ThreadServer]:
     saved = {
         k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
     }
@@ -50,7 +55,7 @@ def real_server(
     )
     settings = Settings(data_dir=tmp_path_factory.mktemp("facepipe-home"), s3_endpoint_url=s3_endpoint)
     fp = FacePipe(settings)
-    live = start_server(fp, None, max_body_bytes=16 << 20)
+    live = serve_service_in_thread(fp, None, max_body_bytes=16 << 20)
     yield live
     live.stop()
     fp.close()
@@ -71,7 +76,7 @@ def error_code(call: Any, **params: Any) -> str:
     return str(info.value.response["Error"]["Code"])
 
 
-def test_every_operation_through_boto3(real_server: LiveServer, sample_images: Path) -> None:
+def test_every_operation_through_boto3(real_server: ThreadServer, sample_images: Path) -> None:
     c = rekognition_client(real_server.url, read_timeout=120)
     group, hanks = sample_images / "t1.jpg", sample_images / "Tom_Hanks_54745.png"
     assert c.create_collection(CollectionId="e2e")["StatusCode"] == 200
@@ -122,7 +127,7 @@ def test_every_operation_through_boto3(real_server: LiveServer, sample_images: P
 
 
 def test_service_errors_reach_boto3_as_modelled_exceptions(
-    real_server: LiveServer, sample_images: Path
+    real_server: ThreadServer, sample_images: Path
 ) -> None:
     c = rekognition_client(real_server.url, read_timeout=120)
     c.create_collection(CollectionId="errors")
@@ -139,7 +144,7 @@ def test_service_errors_reach_boto3_as_modelled_exceptions(
     assert c.describe_collection(CollectionId="errors")["FaceCount"] == 0
 
 
-def test_aws_cli_on_the_real_service(real_server: LiveServer, sample_images: Path, tmp_path: Path) -> None:
+def test_aws_cli_on_the_real_service(real_server: ThreadServer, sample_images: Path, tmp_path: Path) -> None:
     env = dict(
         os.environ,
         AWS_ACCESS_KEY_ID="x",
@@ -173,7 +178,7 @@ def test_aws_cli_on_the_real_service(real_server: LiveServer, sample_images: Pat
     assert bad.returncode == 255 and "InvalidParameterException" in bad.stderr
 
 
-def test_fuzzed_requests_on_the_real_service(real_server: LiveServer, sample_images: Path) -> None:
+def test_fuzzed_requests_on_the_real_service(real_server: ThreadServer, sample_images: Path) -> None:
     """Bounded protocol fuzzing: random targets, bodies, types and base64; no 5xx, collection unchanged."""
     import base64
     import json
@@ -226,7 +231,7 @@ def test_fuzzed_requests_on_the_real_service(real_server: LiveServer, sample_ima
             "X-Amz-Target": f"RekognitionService.{rng.choice(operations)}",
             "Content-Type": "application/x-amz-json-1.1",
         }
-        status, _, answer = raw_post(real_server.url, body, headers)
+        status, _, answer = raw_request(real_server.url, body, headers)
         statuses.append(status)
         if status != 200:
             error = json.loads(answer)
