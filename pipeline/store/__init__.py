@@ -128,6 +128,11 @@ class Store:
         _centroids_lock)."""
         return self._erasure_epochs.get(collection_id, 0) + self._erasure_epochs.get(_EVERY_COLLECTION, 0)
 
+    @property
+    def durability(self) -> str:
+        """What a committed write survives, read back from the database (see FaceStore.durability)."""
+        return self.db.durability
+
     def index_of(self, coll: CollectionRow) -> CollectionIndex:
         """The collection's FAISS index, up to date with everything committed so far."""
         with self.indexes.lock_for(coll.id):

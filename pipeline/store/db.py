@@ -528,6 +528,16 @@ class Database:
                 conn.execute("ROLLBACK")
             raise
 
+    @property
+    def durability(self) -> str:
+        """The journal mode and synchronous level of this thread's connection, as SQLite reports
+        them (e.g. "SQLite WAL, synchronous=FULL")."""
+        conn = self._connection()
+        journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).upper()
+        level = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+        names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+        return f"SQLite {journal}, synchronous={names.get(level, str(level))}"
+
     def reclaim_space(self) -> None:
         """Give the database's free pages back to the file system (call outside a transaction).
 

@@ -168,6 +168,12 @@ class FaceStore(Protocol):
         with ``vector``, best first; users without faces never match."""
         ...
 
+    @property
+    def durability(self) -> str:
+        """What a committed write survives, read back from the backend's own settings
+        (e.g. "SQLite WAL, synchronous=FULL", "PostgreSQL synchronous_commit=on")."""
+        ...
+
     def close(self) -> None:
         """Release the store's resources."""
         ...

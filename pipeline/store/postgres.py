@@ -797,6 +797,16 @@ class PostgresDatabase:
         finally:
             self.pool.putconn(conn)
 
+    @property
+    def durability(self) -> str:
+        """The synchronous_commit of the pool's connections, as the server reports it (SHOW)."""
+        conn, cursor = self._begin("SHOW synchronous_commit")
+        try:
+            row = cursor.fetchone()
+        finally:
+            self.pool.putconn(conn)
+        return f"PostgreSQL synchronous_commit={row[0] if row else 'unknown'}"
+
     def close(self) -> None:
         """Close the pool's connections."""
         self._closed = True
