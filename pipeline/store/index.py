@@ -158,7 +158,15 @@ def erase(idx: CollectionIndex, labels: np.ndarray) -> int:
 class IndexSet:
     """The per-collection indexes of one process, with their locks and optional disk copies."""
 
-    def __init__(self, index_dir: Path | None, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
+    def __init__(
+        self,
+        index_dir: Path | None,
+        ann_threshold: int = DEFAULT_ANN_THRESHOLD,
+        saved_kinds: tuple[str, ...] = ("pq",),
+    ) -> None:
+        """``saved_kinds``: the index kinds ``save`` writes and ``_load`` reads ("pq" for SQLite,
+        whose flat indexes rebuild quickly from the file next to them; a PostgreSQL store's
+        snapshots also save "flat" ones, which would otherwise be read over the network)."""
         if ann_threshold < MIN_ANN_THRESHOLD:
             raise ValueError(
                 f"the ANN threshold must be at least {MIN_ANN_THRESHOLD} faces (the quantizer's "
@@ -170,6 +178,7 @@ class IndexSet:
             for path in index_dir.iterdir():
                 make_private(path)
         self.ann_threshold = ann_threshold
+        self.saved_kinds = saved_kinds
         self._indexes: dict[int, CollectionIndex] = {}
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -289,7 +298,7 @@ class IndexSet:
         database's write lock with ``idx`` caught up to the head, so that no deletion can commit
         between the catch-up and the file (see Store.persist_index)."""
         path = self._path(idx.collection_id)
-        if path is None or idx.kind != "pq":
+        if path is None or idx.kind not in self.saved_kinds:
             return
         private_directory(path.parent)
         header = json.dumps(
@@ -351,7 +360,7 @@ class IndexSet:
             filtered = [int(label) for label in header["removed"]]
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, struct.error):
             return None  # unreadable or tampered: rebuilt from SQLite instead
-        if kind != "pq" or dim != coll.dim or not floor <= applied_seq <= head:
+        if kind not in self.saved_kinds or dim != coll.dim or not floor <= applied_seq <= head:
             return None
         idx = CollectionIndex(coll.id, coll.dim, kind, index, applied_seq, saved=True)
         if filtered:  # saved by an older facepipe, which kept removed faces in the index
