@@ -18,6 +18,10 @@ Vector = npt.NDArray[np.float32]
 LANDMARK_TYPES = ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
 """The five landmarks every detector gives, in this order (eyeLeft is on the image's left)."""
 
+MAX_FACES_PER_IMAGE = 100
+"""Faces looked at per image, the largest first (Rekognition's 100): IndexFaces, DetectFaces,
+CompareFaces, the ByImage searches and the folder jobs detect at most this many."""
+
 
 @dataclass(frozen=True)
 class BoundingBox:

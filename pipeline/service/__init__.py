@@ -27,7 +27,7 @@ from pipeline.errors import UnknownOperationException
 from pipeline.service import analysis_ops, collections, faces, search, users
 from pipeline.service.common import OPERATIONS, FaceEngine
 from pipeline.service.validation import validate_request
-from pipeline.store import Store, open_store
+from pipeline.store import FaceStore, open_store
 
 __all__ = ["FacePipe"]
 
@@ -51,7 +51,7 @@ class FacePipe:
     def __init__(self, settings: Settings | None = None, engine: FaceEngine | None = None) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
         self._engine = engine
-        self._store: Store | None = None
+        self._store: FaceStore | None = None
         self._lock = threading.Lock()
 
     @property
@@ -66,7 +66,7 @@ class FacePipe:
         return self._engine
 
     @property
-    def store(self) -> Store:
+    def store(self) -> FaceStore:
         """The store under settings.data_dir (opened on first use)."""
         if self._store is None:
             with self._lock:

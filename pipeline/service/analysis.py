@@ -17,14 +17,15 @@ fields are left out rather than invented.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from pipeline.errors import InvalidParameterException
-from pipeline.service.common import EmbedChoice
+from pipeline.service.common import FaceEngine
+from pipeline.service.selection import choose_faces, embed_chosen
 from pipeline.service.validation import show_value
-from pipeline.types import DetectedFace
+from pipeline.types import MAX_FACES_PER_IMAGE, DetectedFace
 from pipeline.vision.quality import QUALITY_LEVELS
 
 ATTRIBUTES = (
@@ -45,22 +46,8 @@ ATTRIBUTES = (
 )
 """DetectFaces Attributes values accepted (botocore's Attribute enum)."""
 
-MAX_FACES = 100
-"""DetectFaces and CompareFaces look at the 100 largest faces of an image."""
-
-
-class FaceEngine(Protocol):
-    """What these operations use of pipeline.vision.engine.FaceEngine."""
-
-    def decode(self, data: bytes, max_bytes: int | None = None) -> Any: ...
-
-    def analyze(
-        self, image: Any, max_faces: int = 100, embed: bool | EmbedChoice = True
-    ) -> list[DetectedFace]: ...
-
-    def similarity(self, cosine: float) -> float: ...
-
-    def quality_reasons(self, face: DetectedFace, level: str) -> list[str]: ...
+DEFAULT_SIMILARITY_THRESHOLD = 80.0
+"""CompareFaces' default SimilarityThreshold (Similarity, 0-100)."""
 
 
 def check_attributes(values: Sequence[str] | None, field: str = "Attributes") -> tuple[str, ...]:
@@ -84,14 +71,14 @@ def check_attributes(values: Sequence[str] | None, field: str = "Attributes") ->
 
 
 def face_detail(face: DetectedFace, attributes: Sequence[str] = ("DEFAULT",)) -> dict[str, Any]:
-    """The FaceDetail of one face for the requested attributes (checked with :func:`check_attributes`).
+    """The FaceDetail of one face for the requested attributes (already checked, once per request,
+    with :func:`check_attributes`).
 
     Every request gets the DEFAULT fields: BoundingBox and Landmarks (ratios of the image's width
     and height), Pose (degrees), Quality (Brightness and Sharpness, 0-100) and Confidence (0-100,
     that the box holds a face). ALL and the single attributes add the fields the models compute
     beyond those, which today is none: no age, gender, emotion or other estimate is made up.
     """
-    check_attributes(attributes)
     return face.to_face_detail()
 
 
@@ -101,13 +88,13 @@ def _decoded(engine: FaceEngine, image: Any) -> Any:
 
 
 def detect_faces(engine: FaceEngine, image: Any, attributes: list[str] | None = None) -> dict[str, Any]:
-    """DetectFaces response body: FaceDetails of the 100 largest faces, largest first.
+    """DetectFaces response body: FaceDetails of the MAX_FACES_PER_IMAGE largest faces, largest first.
 
     ``image``: bytes or an engine-decoded image. ``attributes``: DetectFaces Attributes (default
     ["DEFAULT"]); see :func:`face_detail`.
     """
     requested = check_attributes(attributes)
-    faces = engine.analyze(_decoded(engine, image), max_faces=MAX_FACES, embed=False)
+    faces = engine.analyze(_decoded(engine, image), max_faces=MAX_FACES_PER_IMAGE, embed=False)
     return {"FaceDetails": [face_detail(face, requested) for face in faces]}
 
 
@@ -132,10 +119,11 @@ def compare_faces(
     engine: FaceEngine,
     source: Any,
     target: Any,
-    similarity_threshold: float = 80.0,
+    similarity_threshold: float = DEFAULT_SIMILARITY_THRESHOLD,
     quality_filter: str = "NONE",
 ) -> dict[str, Any]:
-    """CompareFaces response body: the source image's largest face against the target's 100 largest.
+    """CompareFaces response body: the source image's largest face against the target's
+    MAX_FACES_PER_IMAGE largest.
 
     ``source``, ``target``: bytes or engine-decoded images.
     Faces whose Similarity is at least ``similarity_threshold`` (0-100) are FaceMatches (highest
@@ -153,23 +141,20 @@ def compare_faces(
     target_image = _decoded(engine, target)
     source_faces = engine.analyze(source_image, max_faces=1)
     target_faces = engine.analyze(  # only the faces that pass the filter are compared: embedded
-        target_image,
-        max_faces=MAX_FACES,
-        embed=lambda faces: [
-            i for i, face in enumerate(faces) if not engine.quality_reasons(face, quality_filter)
-        ],
+        target_image, max_faces=MAX_FACES_PER_IMAGE, embed=embed_chosen(engine, quality_filter, None)
     )
     if not source_faces:
         raise InvalidParameterException("No face was detected in the source image")
     if not target_faces:
         raise InvalidParameterException("No face was detected in the target image")
-    source_face = source_faces[0]
-    reasons = engine.quality_reasons(source_face, quality_filter)
-    if reasons:
+    (source,) = choose_faces(engine, source_faces, quality_filter, 1)
+    source_face = source.face
+    if not source.chosen:
         raise InvalidParameterException(
-            f"The largest face in the source image does not pass QualityFilter {quality_filter}: {', '.join(reasons)}"
+            f"The largest face in the source image does not pass QualityFilter {quality_filter}:"
+            f" {', '.join(source.reasons)}"
         )
-    compared = [face for face in target_faces if not engine.quality_reasons(face, quality_filter)]
+    compared = [c.face for c in choose_faces(engine, target_faces, quality_filter, None) if c.chosen]
     matches: list[dict[str, Any]] = []
     unmatched: list[dict[str, Any]] = []
     if compared:

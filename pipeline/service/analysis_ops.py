@@ -12,19 +12,11 @@ if TYPE_CHECKING:
     from pipeline.service import FacePipe
 
 
-def _vision_engine(fp: FacePipe) -> Any:
-    """The engine as analysis.py types it (the vision package's class; FacePipe types it by interface)."""
-    return fp.engine
-
-
 @operation("DetectFaces")
 def detect_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """Faces of one image with the requested Attributes."""
     image = decoded_image(fp, params["Image"])
-    response: dict[str, Any] = analysis.detect_faces(
-        _vision_engine(fp), image, list(params.get("Attributes") or ["DEFAULT"])
-    )
-    return response
+    return analysis.detect_faces(fp.engine, image, list(params.get("Attributes") or ["DEFAULT"]))
 
 
 @operation("CompareFaces")
@@ -32,11 +24,10 @@ def compare_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """The largest face of SourceImage compared with every face of TargetImage."""
     source = decoded_image(fp, params["SourceImage"], "SourceImage")
     target = decoded_image(fp, params["TargetImage"], "TargetImage")
-    response: dict[str, Any] = analysis.compare_faces(
-        _vision_engine(fp),
+    return analysis.compare_faces(
+        fp.engine,
         source,
         target,
-        float(params.get("SimilarityThreshold", 80.0)),
+        float(params.get("SimilarityThreshold", analysis.DEFAULT_SIMILARITY_THRESHOLD)),
         str(params.get("QualityFilter", "NONE")),
     )
-    return response

@@ -1,4 +1,5 @@
-"""IndexFaces, ListFaces, DeleteFaces, and batch indexing of already analysed images.
+"""IndexFaces, ListFaces, DeleteFaces: the cores (index_images, list_faces, delete_faces) and
+their operation handlers.
 
 Re-indexing: a face is not stored twice when the same image is indexed again with the same
 ExternalImageId (an absent ExternalImageId counts as one value). A new face is a duplicate of a
@@ -11,18 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.errors import InvalidPaginationTokenException, InvalidParameterException
-from pipeline.service.analysis import check_attributes, face_detail
-from pipeline.service.common import EmbedChoice, decode_token, encode_token, face_to_api, operation
+from pipeline.errors import InvalidParameterException
+from pipeline.service import responses
+from pipeline.service.analysis import check_attributes
+from pipeline.service.common import operation
 from pipeline.service.images import decoded_image
-from pipeline.service.validation import show_value
+from pipeline.service.pagination import Paginator
+from pipeline.service.results import Face, FaceDeletion, FaceFailure, FacePage, IndexedFace, IndexedImage
+from pipeline.service.selection import FaceChoice, choose_faces, embed_chosen
 from pipeline.store import CollectionRow, FaceRow, NewFace, Tx
-from pipeline.types import DetectedFace
+from pipeline.types import MAX_FACES_PER_IMAGE, DetectedFace
 
 if TYPE_CHECKING:
     from pipeline.service import FacePipe
@@ -30,10 +35,8 @@ if TYPE_CHECKING:
 DUPLICATE_COSINE = 0.98
 """Two faces with the same de-duplication key are one face when their cosine is at least this."""
 
-MAX_FACES_PER_IMAGE = 100
-"""Faces detected per image (Rekognition indexes at most 100 faces of one image)."""
-
 DEFAULT_LIST_FACES = 1000
+"""ListFaces' page size when MaxResults is not given."""
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,8 @@ class AnalyzedImage:
     width, height: the source image's size in pixels after EXIF orientation, before any reduced
     decoding (DecodedImage.source_width/source_height: part of the de-duplication key). max_faces: the most faces to index
     (None: all that pass the quality filter). quality_filter: NONE, AUTO, LOW, MEDIUM or HIGH.
-    detection_attributes: as IndexFaces' DetectionAttributes (DEFAULT, ALL, ...): the FaceDetail of
-    each face is analysis.face_detail's for these.
+    detection_attributes: as IndexFaces' DetectionAttributes (DEFAULT, ALL, ...; checked once, by
+    :func:`index_images`): the FaceDetail of each face is analysis.face_detail's for these.
     """
 
     external_image_id: str | None
@@ -53,7 +56,7 @@ class AnalyzedImage:
     faces: list[DetectedFace]
     max_faces: int | None = None
     quality_filter: str = "AUTO"
-    detection_attributes: tuple[str, ...] = field(default=("DEFAULT",))
+    detection_attributes: Sequence[str] = field(default=("DEFAULT",))
 
 
 def dedup_key(external_image_id: str | None, width: int, height: int, face: DetectedFace) -> str:
@@ -65,55 +68,16 @@ def dedup_key(external_image_id: str | None, width: int, height: int, face: Dete
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
-def _unindexed_reasons(
-    fp: FacePipe, faces: list[DetectedFace], quality_filter: str | None, max_faces: int | None
-) -> list[list[str]]:
-    """Why each face (largest first) is not indexed: the QualityFilter's reasons, then
-    EXCEEDS_MAX_FACES past the MaxFaces largest that pass it; [] for the faces to index."""
-    level = (quality_filter or "AUTO").upper()
-    kept = 0
-    out: list[list[str]] = []
-    for face in faces:
-        reasons = [] if level == "NONE" else list(fp.engine.quality_reasons(face, level))
-        if not reasons and max_faces is not None and kept >= max_faces:
-            reasons = ["EXCEEDS_MAX_FACES"]
-        kept += not reasons
-        out.append(reasons)
-    return out
-
-
-def indexable_faces(fp: FacePipe, quality_filter: str | None, max_faces: int | None) -> EmbedChoice:
-    """The engine's embed choice for IndexFaces: only the faces that will be indexed."""
-
-    def choose(faces: list[DetectedFace]) -> list[int]:
-        order = sorted(range(len(faces)), key=lambda i: faces[i].area, reverse=True)
-        reasons = _unindexed_reasons(fp, [faces[i] for i in order], quality_filter, max_faces)
-        return [i for i, why in zip(order, reasons, strict=True) if not why]
-
-    return choose
-
-
-def _plan(fp: FacePipe, item: AnalyzedImage) -> tuple[list[DetectedFace], list[dict[str, Any]]]:
-    """Split an image's faces into those to index and the UnindexedFaces entries."""
-    faces = sorted(item.faces, key=lambda f: f.area, reverse=True)
-    to_index: list[DetectedFace] = []
-    unindexed: list[dict[str, Any]] = []
-    for face, reasons in zip(
-        faces, _unindexed_reasons(fp, faces, item.quality_filter, item.max_faces), strict=True
-    ):
-        if not reasons and face.embedding is None:
-            reasons = ["LOW_FACE_QUALITY"]
-        if reasons:
-            unindexed.append({"Reasons": reasons, "FaceDetail": face_detail(face, item.detection_attributes)})
-        else:
-            to_index.append(face)
-    return to_index, unindexed
+def _plan(fp: FacePipe, item: AnalyzedImage) -> tuple[list[DetectedFace], list[FaceChoice]]:
+    """Split an image's faces into those to index (largest first) and those left out."""
+    choices = choose_faces(fp.engine, item.faces, item.quality_filter or "AUTO", item.max_faces)
+    return [c.face for c in choices if c.chosen], [c for c in choices if not c.chosen]
 
 
 def _index_one(
     tx: Tx, coll: CollectionRow, item: AnalyzedImage, to_index: list[DetectedFace]
-) -> list[tuple[FaceRow, DetectedFace]]:
-    """Store the faces of one image (re-using duplicates); returns (stored face, detection) pairs."""
+) -> list[IndexedFace]:
+    """Store the faces of one image (re-using duplicates), largest first."""
     pending: list[tuple[DetectedFace, str, FaceRow | None]] = []
     image_id: str | None = None
     for face in to_index:
@@ -127,50 +91,41 @@ def _index_one(
                 break
         pending.append((face, key, existing))
     image_id = image_id or str(uuid.uuid4())
-    stored_faces: list[tuple[FaceRow, DetectedFace]] = []
+    stored_faces: list[IndexedFace] = []
     for face, key, existing in pending:
-        if existing is None:
-            box = face.bounding_box
-            new = NewFace(
-                face_id=str(uuid.uuid4()),
-                image_id=image_id,
-                external_image_id=item.external_image_id,
-                dedup_key=key,
-                box_left=box.left,
-                box_top=box.top,
-                box_width=box.width,
-                box_height=box.height,
-                confidence=float(face.confidence),
-                vector=np.asarray(face.embedding, dtype=np.float32),
-            )
-            label = tx.insert_face(coll, new)
-            existing = FaceRow(
-                label,
-                new.face_id,
-                image_id,
-                new.external_image_id,
-                box.left,
-                box.top,
-                box.width,
-                box.height,
-                new.confidence,
-                None,
-            )
-        stored_faces.append((existing, face))
+        if existing is not None:
+            stored_faces.append(IndexedFace(Face.of(existing), face))
+            continue
+        box = face.bounding_box
+        new = NewFace(
+            face_id=str(uuid.uuid4()),
+            image_id=image_id,
+            external_image_id=item.external_image_id,
+            dedup_key=key,
+            box_left=box.left,
+            box_top=box.top,
+            box_width=box.width,
+            box_height=box.height,
+            confidence=float(face.confidence),
+            vector=np.asarray(face.embedding, dtype=np.float32),
+        )
+        tx.insert_face(coll, new)
+        indexed = Face(new.face_id, image_id, new.external_image_id, box, new.confidence)
+        stored_faces.append(IndexedFace(indexed, face))
     return stored_faces
 
 
-def index_analyzed_images(
-    fp: FacePipe, collection_id: str, items: list[AnalyzedImage]
-) -> list[dict[str, Any]]:
-    """Index the faces of many analysed images in ONE store transaction.
+def index_images(fp: FacePipe, collection_id: str, items: Sequence[AnalyzedImage]) -> list[IndexedImage]:
+    """Index the faces of many analysed images in ONE store transaction; one result per item.
 
-    Returns one IndexFaces response per item (FaceRecords largest box first, UnindexedFaces,
-    FaceModelVersion)."""
-    for item in items:
-        check_attributes(item.detection_attributes, "DetectionAttributes")
+    Each image's faces are chosen by pipeline.service.selection (QualityFilter, then MaxFaces);
+    a face already stored for the same image (see the module docstring) is returned, not stored
+    again. Raises ResourceNotFoundException for a missing collection, InvalidParameterException
+    for unknown DetectionAttributes or vectors of another size than the collection's.
+    """
+    attributes = [check_attributes(item.detection_attributes, "DetectionAttributes") for item in items]
     plans = [_plan(fp, item) for item in items]
-    responses: list[dict[str, Any]] = []
+    results: list[IndexedImage] = []
     with fp.store.write() as tx:
         coll = tx.collection(collection_id)
         for to_index, _ in plans:
@@ -180,33 +135,74 @@ def index_analyzed_images(
                         f"Collection {coll.name} holds {coll.dim}-dimensional vectors of model"
                         f" {coll.model_version}; this engine makes {len(face.embedding)}-dimensional ones"
                     )
-        for item, (to_index, unindexed) in zip(items, plans, strict=True):
+        for item, (to_index, unindexed), wanted in zip(items, plans, attributes, strict=True):
             stored = _index_one(tx, coll, item, to_index)
-            responses.append(
-                {
-                    "FaceRecords": [
-                        {
-                            "Face": face_to_api(row, coll.model_version),
-                            "FaceDetail": face_detail(face, item.detection_attributes),
-                        }
-                        for row, face in stored
-                    ],
-                    "FaceModelVersion": coll.model_version,
-                    "UnindexedFaces": unindexed,
-                }
-            )
-    return responses
+            results.append(IndexedImage(stored, unindexed, coll.model_version, wanted))
+    return results
 
 
+def index_analyzed_images(
+    fp: FacePipe, collection_id: str, items: Sequence[AnalyzedImage]
+) -> list[dict[str, Any]]:
+    """:func:`index_images` with each result as an IndexFaces response."""
+    return [responses.indexed_image_to_api(result) for result in index_images(fp, collection_id, items)]
+
+
+def list_faces(
+    fp: FacePipe,
+    collection_id: str,
+    *,
+    user_id: str | None = None,
+    face_ids: Sequence[str] | None = None,
+    limit: int = DEFAULT_LIST_FACES,
+    next_token: str | None = None,
+) -> FacePage:
+    """Up to ``limit`` faces in indexing order, optionally only those of ``user_id`` or among
+    ``face_ids``, after the page ``next_token`` ended (a token of the same filters). Raises
+    ResourceNotFoundException for a missing collection or user, InvalidPaginationTokenException."""
+    filters = {"UserId": user_id, "FaceIds": None if face_ids is None else list(face_ids)}
+    with fp.store.read() as tx:
+        coll = tx.collection(collection_id)
+        pages = Paginator("ListFaces", coll.id, int, filters)
+        after = pages.resume(next_token)
+        if user_id is not None:
+            tx.user(coll, user_id)
+        rows = tx.list_faces(coll, after or 0, limit + 1, user_id=user_id, face_ids=face_ids)
+    page, token = pages.page(rows, limit, key=lambda row: row.label)
+    return FacePage([Face.of(row) for row in page], coll.model_version, token)
+
+
+def delete_faces(fp: FacePipe, collection_id: str, face_ids: Sequence[str]) -> FaceDeletion:
+    """Delete faces; faces associated with a user are refused (ASSOCIATED_TO_AN_EXISTING_USER),
+    unknown ones are FACE_NOT_FOUND. Repeated ids count once."""
+    requested = list(dict.fromkeys(face_ids))
+    with fp.store.write() as tx:
+        coll = tx.collection(collection_id)
+        found = tx.faces_by_id(coll, requested)
+        deleted: list[str] = []
+        unsuccessful: list[FaceFailure] = []
+        for face_id in requested:
+            row = found.get(face_id)
+            if row is None:
+                unsuccessful.append(FaceFailure(face_id, ("FACE_NOT_FOUND",)))
+            elif row.user_id is not None:
+                unsuccessful.append(FaceFailure(face_id, ("ASSOCIATED_TO_AN_EXISTING_USER",), row.user_id))
+            else:
+                deleted.append(face_id)
+        tx.delete_faces(coll, [found[f].label for f in deleted])
+    return FaceDeletion(deleted, unsuccessful)
+
+
+# operations -------------------------------------------------------------------------------------
 @operation("IndexFaces")
-def index_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+def index_faces_operation(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """Detect, check and embed the faces of one image and add them to the collection."""
     with fp.store.read() as tx:
         tx.collection(params["CollectionId"])  # ResourceNotFoundException before any image work
     image = decoded_image(fp, params["Image"])
     quality_filter, max_faces = params.get("QualityFilter", "AUTO"), params.get("MaxFaces")
     faces = fp.engine.analyze(  # embeds only the faces that will be indexed
-        image, max_faces=MAX_FACES_PER_IMAGE, embed=indexable_faces(fp, quality_filter, max_faces)
+        image, max_faces=MAX_FACES_PER_IMAGE, embed=embed_chosen(fp.engine, quality_filter, max_faces)
     )
     item = AnalyzedImage(
         external_image_id=params.get("ExternalImageId"),
@@ -215,58 +211,27 @@ def index_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
         faces=faces,
         max_faces=max_faces,
         quality_filter=quality_filter,
-        detection_attributes=check_attributes(params.get("DetectionAttributes"), "DetectionAttributes"),
+        detection_attributes=params.get("DetectionAttributes") or (),
     )
-    return index_analyzed_images(fp, params["CollectionId"], [item])[0]
+    (result,) = index_images(fp, params["CollectionId"], [item])
+    return responses.indexed_image_to_api(result)
 
 
 @operation("ListFaces")
-def list_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+def list_faces_operation(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """Faces in indexing order, optionally of one UserId or among FaceIds; MaxResults (default 1000)."""
-    limit = params.get("MaxResults") or DEFAULT_LIST_FACES
-    with fp.store.read() as tx:
-        coll = tx.collection(params["CollectionId"])
-        after = 0
-        if params.get("NextToken"):
-            key = decode_token(params["NextToken"], "ListFaces", coll.id)
-            if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key < 2**63:
-                raise InvalidPaginationTokenException(
-                    f"Invalid pagination token: {show_value(params['NextToken'][:64])}"
-                )
-            after = key
-        if params.get("UserId") is not None:
-            tx.user(coll, params["UserId"])
-        rows = tx.list_faces(
-            coll, after, limit + 1, user_id=params.get("UserId"), face_ids=params.get("FaceIds")
-        )
-    page = rows[:limit]
-    out: dict[str, Any] = {
-        "Faces": [face_to_api(row, coll.model_version) for row in page],
-        "FaceModelVersion": coll.model_version,
-    }
-    if len(rows) > limit:
-        out["NextToken"] = encode_token("ListFaces", coll.id, page[-1].label)
-    return out
+    page = list_faces(
+        fp,
+        params["CollectionId"],
+        user_id=params.get("UserId"),
+        face_ids=params.get("FaceIds"),
+        limit=params.get("MaxResults") or DEFAULT_LIST_FACES,
+        next_token=params.get("NextToken"),
+    )
+    return responses.face_page_to_api(page)
 
 
 @operation("DeleteFaces")
-def delete_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+def delete_faces_operation(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """Delete faces; faces associated with a user are refused (ASSOCIATED_TO_AN_EXISTING_USER)."""
-    requested = list(dict.fromkeys(params["FaceIds"]))
-    with fp.store.write() as tx:
-        coll = tx.collection(params["CollectionId"])
-        found = tx.faces_by_id(coll, requested)
-        deleted: list[str] = []
-        unsuccessful: list[dict[str, Any]] = []
-        for face_id in requested:
-            row = found.get(face_id)
-            if row is None:
-                unsuccessful.append({"FaceId": face_id, "Reasons": ["FACE_NOT_FOUND"]})
-            elif row.user_id is not None:
-                unsuccessful.append(
-                    {"FaceId": face_id, "UserId": row.user_id, "Reasons": ["ASSOCIATED_TO_AN_EXISTING_USER"]}
-                )
-            else:
-                deleted.append(face_id)
-        tx.delete_faces(coll, [found[f].label for f in deleted])
-    return {"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": unsuccessful}
+    return responses.deletion_to_api(delete_faces(fp, params["CollectionId"], params["FaceIds"]))

@@ -13,26 +13,44 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import InvalidParameterException, ResourceNotFoundException
-from pipeline.service.analysis import face_detail
-from pipeline.service.common import face_to_api, operation, user_status
+from pipeline.service import responses
+from pipeline.service.common import operation
 from pipeline.service.images import decoded_image
+from pipeline.service.results import Face, FaceMatch, FaceSearch, User, UserMatch, UserSearch
+from pipeline.service.selection import FACE_NOT_LARGEST, FaceChoice, choose_faces, embed_chosen
 from pipeline.store import CollectionRow, Tx
-from pipeline.types import DetectedFace
+from pipeline.types import MAX_FACES_PER_IMAGE, DetectedFace
 
 if TYPE_CHECKING:
     from pipeline.service import FacePipe
 
 DEFAULT_FACE_MATCH_THRESHOLD = 80.0
-DEFAULT_USER_MATCH_THRESHOLD = 80.0
+"""SearchFaces' and SearchFacesByImage's default FaceMatchThreshold (Similarity, 0-100)."""
+
+SEARCH_USERS_MATCH_THRESHOLD = 80.0
+"""SearchUsers' and SearchUsersByImage's default UserMatchThreshold (Similarity, 0-100); AssociateFaces
+has its own (pipeline.service.users.ASSOCIATE_FACES_MATCH_THRESHOLD)."""
+
 DEFAULT_MAX_FACES = 4096
+"""SearchFaces' default MaxFaces (its maximum)."""
+
 DEFAULT_MAX_USERS = 500
+"""SearchUsers' default MaxUsers (its maximum)."""
+
+DEFAULT_SEARCH_QUALITY_FILTER = "NONE"
+"""The ByImage searches' default QualityFilter."""
 
 
-def _search_faces(
-    fp: FacePipe, coll: CollectionRow, vector: np.ndarray, params: dict[str, Any], skip_label: int | None
-) -> list[dict[str, Any]]:
-    threshold = float(params.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD))
-    max_faces = int(params.get("MaxFaces", DEFAULT_MAX_FACES))
+def _face_matches(
+    fp: FacePipe,
+    coll: CollectionRow,
+    vector: np.ndarray,
+    threshold: float,
+    max_faces: int,
+    skip_label: int | None,
+) -> list[FaceMatch]:
+    """Faces of ``coll`` with Similarity >= ``threshold`` to ``vector``, best first, at most
+    ``max_faces``, the face labelled ``skip_label`` left out."""
     min_cosine = float(fp.engine.cosine_at(threshold))
     hits = fp.store.search(coll, vector, max_faces + (skip_label is not None), min_cosine)
     hits = [(label, cosine) for label, cosine in hits if label != skip_label][:max_faces]
@@ -43,39 +61,8 @@ def _search_faces(
         row = rows.get(label)
         similarity = float(fp.engine.similarity(cosine))
         if row is not None and similarity >= threshold:
-            matches.append({"Similarity": similarity, "Face": face_to_api(row, coll.model_version)})
+            matches.append(FaceMatch(similarity, Face.of(row)))
     return matches
-
-
-def _largest_usable_face(
-    fp: FacePipe, faces: list[DetectedFace], level: str
-) -> tuple[DetectedFace | None, list[dict[str, Any]]]:
-    """The largest face passing the quality filter, and the UnsearchedFaces entries of the others."""
-    searched: DetectedFace | None = None
-    unsearched: list[dict[str, Any]] = []
-    for face in sorted(faces, key=lambda f: f.area, reverse=True):
-        reasons = [] if level == "NONE" else list(fp.engine.quality_reasons(face, level))
-        if not reasons and searched is None and face.embedding is None:
-            reasons = ["LOW_FACE_QUALITY"]
-        if not reasons and searched is None:
-            searched = face
-            continue
-        unsearched.append({"FaceDetails": face_detail(face), "Reasons": reasons or ["FACE_NOT_LARGEST"]})
-    return searched, unsearched
-
-
-def _image_faces(fp: FacePipe, params: dict[str, Any], level: str) -> list[DetectedFace]:
-    """The image's 100 largest faces; only the largest that passes QualityFilter ``level`` is
-    embedded (the only one searched)."""
-
-    def largest_passing(faces: list[DetectedFace]) -> list[int]:
-        for i in sorted(range(len(faces)), key=lambda i: faces[i].area, reverse=True):
-            if level == "NONE" or not fp.engine.quality_reasons(faces[i], level):
-                return [i]
-        return []
-
-    image = decoded_image(fp, params["Image"])
-    return fp.engine.analyze(image, max_faces=100, embed=largest_passing)
 
 
 def _stored_face(tx: Tx, coll: CollectionRow, face_id: str) -> tuple[int, np.ndarray]:
@@ -86,100 +73,173 @@ def _stored_face(tx: Tx, coll: CollectionRow, face_id: str) -> tuple[int, np.nda
     return found.label, tx.face_vector(found.label)
 
 
-@operation("SearchFaces")
-def search_faces(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
-    """Faces of the collection that match a stored face (the face itself excluded)."""
-    with fp.store.read() as tx:
-        coll = tx.collection(params["CollectionId"])
-        label, vector = _stored_face(tx, coll, params["FaceId"])
-    return {
-        "SearchedFaceId": params["FaceId"],
-        "FaceMatches": _search_faces(fp, coll, vector, params, label),
-        "FaceModelVersion": coll.model_version,
-    }
-
-
 def _searched_face(
-    fp: FacePipe, params: dict[str, Any]
-) -> tuple[CollectionRow, DetectedFace | None, list[dict[str, Any]]]:
-    """For the ByImage searches: the collection (checked first), the largest face of the image that
-    passes QualityFilter (default NONE; None when there is none) and the faces left unsearched."""
+    fp: FacePipe, collection_id: str, image: dict[str, Any], quality_filter: str
+) -> tuple[CollectionRow, DetectedFace | None, list[FaceChoice]]:
+    """For the ByImage searches: the collection (checked first), the largest face of the image
+    that passes ``quality_filter`` (None when there is none; only it is embedded) and the image's
+    other faces with why they were not searched."""
     with fp.store.read() as tx:
-        coll = tx.collection(params["CollectionId"])
-    level = str(params.get("QualityFilter", "NONE")).upper()
-    face, unsearched = _largest_usable_face(fp, _image_faces(fp, params, level), level)
-    return coll, face, unsearched
-
-
-@operation("SearchFacesByImage")
-def search_faces_by_image(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
-    """Faces of the collection that match the largest face of an image."""
-    coll, face, _ = _searched_face(fp, params)
-    if face is None or face.embedding is None:
-        raise InvalidParameterException("There are no faces in the image. Should be at least 1.")
-    return {
-        "SearchedFaceBoundingBox": face.bounding_box.to_api(),
-        "SearchedFaceConfidence": face.confidence,
-        "FaceMatches": _search_faces(fp, coll, face.embedding, params, None),
-        "FaceModelVersion": coll.model_version,
-    }
+        coll = tx.collection(collection_id)
+    decoded = decoded_image(fp, image)
+    faces = fp.engine.analyze(
+        decoded, max_faces=MAX_FACES_PER_IMAGE, embed=embed_chosen(fp.engine, quality_filter, 1)
+    )
+    choices = choose_faces(fp.engine, faces, quality_filter, 1, FACE_NOT_LARGEST)
+    searched = next((c.face for c in choices if c.chosen), None)
+    return coll, searched, [c for c in choices if not c.chosen]
 
 
 def _user_matches(
-    fp: FacePipe, coll: CollectionRow, vector: np.ndarray, params: dict[str, Any], exclude: str | None
-) -> list[dict[str, Any]]:
-    threshold = float(params.get("UserMatchThreshold", DEFAULT_USER_MATCH_THRESHOLD))
-    limit = int(params.get("MaxUsers", DEFAULT_MAX_USERS))
+    fp: FacePipe,
+    coll: CollectionRow,
+    vector: np.ndarray,
+    threshold: float,
+    max_users: int,
+    exclude: str | None,
+) -> list[UserMatch]:
+    """Users of ``coll`` whose centroid has Similarity >= ``threshold`` to ``vector``, best first."""
     min_cosine = float(fp.engine.cosine_at(threshold))
-    hits = fp.store.match_users(coll, vector, min_cosine, limit, exclude)
     matches = []
-    for hit in hits:
+    for hit in fp.store.match_users(coll, vector, min_cosine, max_users, exclude):
         similarity = float(fp.engine.similarity(hit.cosine))
         if similarity >= threshold:
-            matches.append(
-                {
-                    "Similarity": similarity,
-                    "User": {"UserId": hit.user_id, "UserStatus": user_status(hit.face_count)},
-                }
-            )
+            matches.append(UserMatch(similarity, User(hit.user_id, hit.face_count)))
     return matches
 
 
-@operation("SearchUsers")
-def search_users(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
-    """Users whose centroid matches a stored face (FaceId) or another user's centroid (UserId)."""
-    if (params.get("FaceId") is None) == (params.get("UserId") is None):
+# cores ------------------------------------------------------------------------------------------
+def search_faces(
+    fp: FacePipe,
+    collection_id: str,
+    face_id: str,
+    threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
+    max_faces: int = DEFAULT_MAX_FACES,
+) -> FaceSearch:
+    """Faces of the collection whose Similarity to the stored face ``face_id`` is at least
+    ``threshold`` (0-100), best first, at most ``max_faces``, the face itself left out.
+    ResourceNotFoundException for a missing collection or face."""
+    with fp.store.read() as tx:
+        coll = tx.collection(collection_id)
+        label, vector = _stored_face(tx, coll, face_id)
+    matches = _face_matches(fp, coll, vector, threshold, max_faces, label)
+    return FaceSearch(matches, coll.model_version, searched_face_id=face_id)
+
+
+def search_faces_by_image(
+    fp: FacePipe,
+    collection_id: str,
+    image: dict[str, Any],
+    threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
+    max_faces: int = DEFAULT_MAX_FACES,
+    quality_filter: str = DEFAULT_SEARCH_QUALITY_FILTER,
+) -> FaceSearch:
+    """Faces matching the largest face of ``image`` (an Image parameter: Bytes or S3Object) that
+    passes ``quality_filter``; InvalidParameterException when the image has no such face."""
+    coll, face, _ = _searched_face(fp, collection_id, image, quality_filter)
+    if face is None or face.embedding is None:
+        raise InvalidParameterException("There are no faces in the image. Should be at least 1.")
+    matches = _face_matches(fp, coll, face.embedding, threshold, max_faces, None)
+    return FaceSearch(matches, coll.model_version, searched=face)
+
+
+def search_users(
+    fp: FacePipe,
+    collection_id: str,
+    *,
+    face_id: str | None = None,
+    user_id: str | None = None,
+    threshold: float = SEARCH_USERS_MATCH_THRESHOLD,
+    max_users: int = DEFAULT_MAX_USERS,
+) -> UserSearch:
+    """Users whose centroid matches the stored face ``face_id`` or the centroid of ``user_id``
+    (exactly one; that user is left out), Similarity at least ``threshold``, best first. A user
+    without faces matches nothing."""
+    if (face_id is None) == (user_id is None):
         raise InvalidParameterException("SearchUsers needs exactly one of FaceId and UserId")
     with fp.store.read() as tx:
-        coll = tx.collection(params["CollectionId"])
-        if params.get("FaceId") is not None:
-            face_id = params["FaceId"]
+        coll = tx.collection(collection_id)
+        if face_id is not None:
             _, vector = _stored_face(tx, coll, face_id)
-            exclude = None
-            searched: dict[str, Any] = {"SearchedFace": {"FaceId": face_id}}
         else:
-            user_id = params["UserId"]
+            assert user_id is not None
             tx.user(coll, user_id)
             centroid = tx.user_centroid(coll, user_id)
-            exclude = user_id
-            searched = {"SearchedUser": {"UserId": user_id}}
             if centroid is None:
-                return {"UserMatches": [], "FaceModelVersion": coll.model_version, **searched}
+                return UserSearch([], coll.model_version, searched_user_id=user_id)
             vector = centroid
-    return {
-        "UserMatches": _user_matches(fp, coll, vector, params, exclude),
-        "FaceModelVersion": coll.model_version,
-        **searched,
-    }
+    matches = _user_matches(fp, coll, vector, threshold, max_users, user_id)
+    return UserSearch(matches, coll.model_version, searched_face_id=face_id, searched_user_id=user_id)
+
+
+def search_users_by_image(
+    fp: FacePipe,
+    collection_id: str,
+    image: dict[str, Any],
+    threshold: float = SEARCH_USERS_MATCH_THRESHOLD,
+    max_users: int = DEFAULT_MAX_USERS,
+    quality_filter: str = DEFAULT_SEARCH_QUALITY_FILTER,
+) -> UserSearch:
+    """Users matching the largest face of ``image`` that passes ``quality_filter``; an image
+    without such a face gives no matches (``searched`` None)."""
+    coll, face, unsearched = _searched_face(fp, collection_id, image, quality_filter)
+    if face is None or face.embedding is None:
+        return UserSearch([], coll.model_version, unsearched=unsearched)
+    matches = _user_matches(fp, coll, face.embedding, threshold, max_users, None)
+    return UserSearch(matches, coll.model_version, searched=face, unsearched=unsearched)
+
+
+# operations -------------------------------------------------------------------------------------
+@operation("SearchFaces")
+def search_faces_operation(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+    """Faces of the collection that match a stored face (the face itself excluded)."""
+    search = search_faces(
+        fp,
+        params["CollectionId"],
+        params["FaceId"],
+        float(params.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD)),
+        int(params.get("MaxFaces", DEFAULT_MAX_FACES)),
+    )
+    return responses.face_search_to_api(search)
+
+
+@operation("SearchFacesByImage")
+def search_faces_by_image_operation(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+    """Faces of the collection that match the largest face of an image."""
+    search = search_faces_by_image(
+        fp,
+        params["CollectionId"],
+        params["Image"],
+        float(params.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD)),
+        int(params.get("MaxFaces", DEFAULT_MAX_FACES)),
+        str(params.get("QualityFilter", DEFAULT_SEARCH_QUALITY_FILTER)),
+    )
+    return responses.face_search_to_api(search)
+
+
+@operation("SearchUsers")
+def search_users_operation(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+    """Users whose centroid matches a stored face (FaceId) or another user's centroid (UserId)."""
+    search = search_users(
+        fp,
+        params["CollectionId"],
+        face_id=params.get("FaceId"),
+        user_id=params.get("UserId"),
+        threshold=float(params.get("UserMatchThreshold", SEARCH_USERS_MATCH_THRESHOLD)),
+        max_users=int(params.get("MaxUsers", DEFAULT_MAX_USERS)),
+    )
+    return responses.user_search_to_api(search)
 
 
 @operation("SearchUsersByImage")
-def search_users_by_image(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
+def search_users_by_image_operation(fp: FacePipe, params: dict[str, Any]) -> dict[str, Any]:
     """Users matching the largest usable face of an image; no usable face gives no matches."""
-    coll, face, unsearched = _searched_face(fp, params)
-    out: dict[str, Any] = {"UserMatches": [], "FaceModelVersion": coll.model_version}
-    if face is not None and face.embedding is not None:
-        out["UserMatches"] = _user_matches(fp, coll, face.embedding, params, None)
-        out["SearchedFace"] = {"FaceDetail": face_detail(face)}
-    out["UnsearchedFaces"] = unsearched
-    return out
+    search = search_users_by_image(
+        fp,
+        params["CollectionId"],
+        params["Image"],
+        float(params.get("UserMatchThreshold", SEARCH_USERS_MATCH_THRESHOLD)),
+        int(params.get("MaxUsers", DEFAULT_MAX_USERS)),
+        str(params.get("QualityFilter", DEFAULT_SEARCH_QUALITY_FILTER)),
+    )
+    return responses.user_search_to_api(search)
