@@ -66,7 +66,7 @@ class Server:
         if source is not None:
             env["PYTHONPATH"] = str(source)
         code = (
-            "import sys; from pipeline.protocol.server import serve_main; sys.exit(serve_main(sys.argv[1:]))"
+            "import sys; from pipeline.cli.serve import serve_main; sys.exit(serve_main(sys.argv[1:]))"
         )
 
         def limit_files() -> None:

@@ -71,7 +71,7 @@ def start_server(data_dir: Path, ctx: BenchContext, log_path: Path) -> tuple[sub
     env = dict(os.environ, FACEPIPE_PROVIDER=ctx.provider.used, FACEPIPE_THREADS=str(ctx.threads))
     env["FACEPIPE_CACHE"] = str(ctx.settings.cache_dir)
     env["FACEPIPE_CREDENTIALS"] = f"{KEY_ID}:{SECRET}"
-    code = "import sys; from pipeline.protocol.server import serve_main; sys.exit(serve_main(sys.argv[1:]))"
+    code = "import sys; from pipeline.cli.serve import serve_main; sys.exit(serve_main(sys.argv[1:]))"
     args = ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
     args += ["--threads", str(ctx.server_threads)]
     if not ctx.server_auth:

@@ -37,7 +37,7 @@ OWN_COMMANDS: dict[str, OwnCommand] = {
         "index the sample photos into a collection, search and compare them",
     ),
     "serve": OwnCommand(
-        "pipeline.protocol.server",
+        "pipeline.cli.serve",
         "serve_main",
         "run the Rekognition-compatible HTTP server (for --endpoint-url, boto3, SDKs)",
     ),

@@ -18,6 +18,7 @@ import sys
 from pipeline.protocol.app import create_app
 from pipeline.protocol.connections import ConnectionLimits, raise_open_file_limit
 from pipeline.protocol.server import (
+    ServerOptions,
     _configure_logging,
     connection_limits,
     run_server,
@@ -43,7 +44,7 @@ def main() -> None:
         k: v for k, v in vars(args).items() if v is not None and k not in ("port", "nofile", "no_auth")
     }
     open_file_limit = raise_open_file_limit()
-    limits: ConnectionLimits = connection_limits(options, open_file_limit)
+    limits: ConnectionLimits = connection_limits(ServerOptions(**options), open_file_limit)
     _configure_logging("info")
     logging.getLogger("pipeline.protocol.access").setLevel(logging.WARNING)
     verifier = None if args.no_auth else SigV4Verifier({ACCESS_KEY_ID: SECRET})

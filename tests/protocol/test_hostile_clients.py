@@ -21,6 +21,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from pipeline.cli.serve import read_config_file
 from pipeline.protocol.app import LOCAL_HOSTS, host_allowed
 from pipeline.protocol.connections import (
     AcceptErrorFilter,
@@ -28,7 +29,7 @@ from pipeline.protocol.connections import (
     ConnectionTracker,
     accept_backlog,
 )
-from pipeline.protocol.server import connection_limits, parse_allowed_hosts, read_config_file
+from pipeline.protocol.server import ServerOptions, connection_limits, parse_allowed_hosts
 from pipeline.protocol.sigv4 import SigV4Verifier
 from tests.support.memory_service import MemoryService
 from tests.support.server import (
@@ -425,7 +426,7 @@ def test_limits_come_from_the_config_file_and_respect_the_file_limit(tmp_path: P
     )
     options = read_config_file(config)
     assert options["metadata_threads"] == 2 and options["allowed_hosts"] == "a.example"
-    limits = connection_limits(options, open_file_limit=1024)
+    limits = connection_limits(ServerOptions(**options), open_file_limit=1024)
     assert limits == ConnectionLimits(
         max_connections=512,
         header_timeout_s=2.5,
@@ -433,5 +434,5 @@ def test_limits_come_from_the_config_file_and_respect_the_file_limit(tmp_path: P
         body_timeout_s=4,
         min_body_rate=1000,
     )
-    assert connection_limits({}, open_file_limit=1 << 20).max_connections == 1024
+    assert connection_limits(ServerOptions(), open_file_limit=1 << 20).max_connections == 1024
     assert accept_backlog(512, 1024) == 128 and accept_backlog(1024, 1 << 20) == 2048

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.cli.serve import build_parser, read_config_file
 from pipeline.config import Settings
-from pipeline.protocol.server import build_parser, read_config_file
 from pipeline.protocol.sigv4 import SigV4Verifier
 from pipeline.service import FacePipe
 from tests.support.memory_service import MemoryService

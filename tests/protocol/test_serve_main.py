@@ -17,9 +17,9 @@ import pytest
 from botocore import UNSIGNED
 from botocore.exceptions import ClientError, SSLError
 
+from pipeline.cli.serve import read_config_file, serve_main
 from pipeline.protocol.app import create_app
 from pipeline.protocol.connections import ConnectionLimits
-from pipeline.protocol.server import read_config_file, serve_main
 from tests.support.memory_service import MemoryService
 from tests.support.server import (
     ServeProcess,
@@ -33,7 +33,7 @@ from tests.support.server import (
 SERVE = [
     sys.executable,
     "-c",
-    "import sys; from pipeline.protocol.server import serve_main; sys.exit(serve_main(sys.argv[1:]))",
+    "import sys; from pipeline.cli.serve import serve_main; sys.exit(serve_main(sys.argv[1:]))",
 ]
 
 
