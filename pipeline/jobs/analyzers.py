@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pipeline.errors import ImageTooLargeException, RekognitionError
 from pipeline.jobs.ledger import DONE, LedgerEntry
-from pipeline.types import DetectedFace
+from pipeline.types import MAX_FACES_PER_IMAGE, DetectedFace
 from pipeline.vision.engine import CHUNK_IMAGES
 from pipeline.vision.image import DecodedImage
 from pipeline.vision.streams import batched, ordered_window, usable_cores
@@ -35,9 +35,6 @@ __all__ = [
     "ordered_window",
     "read_task",
 ]
-
-DETECT_MAX_FACES = 100
-"""Faces detected per image before IndexFaces' MaxFaces and quality filter apply (Rekognition's 100)."""
 
 MODEL_CHUNK_IMAGES = CHUNK_IMAGES
 """Images read, decoded and analyzed at a time by one engine stream, their faces embedded in one
@@ -153,11 +150,12 @@ def analyze_blobs(engine: Any, blobs: list[bytes], max_image_bytes: int) -> list
 
 
 def analyze_images(engine: Any, images: list[DecodedImage]) -> list[ImageAnalysis]:
-    """Each image's size and faces (up to DETECT_MAX_FACES), the faces of all embedded in one batch
-    when called on one of the engine's streams."""
+    """Each image's size and faces (up to MAX_FACES_PER_IMAGE, before IndexFaces' MaxFaces and
+    QualityFilter apply), the faces of all embedded in one batch when called on one of the
+    engine's streams."""
     if not images:
         return []
-    faces_per_image = engine.analyze_many(images, max_faces=DETECT_MAX_FACES)
+    faces_per_image = engine.analyze_many(images, max_faces=MAX_FACES_PER_IMAGE)
     return [
         ImageAnalysis(width=image.source_width, height=image.source_height, faces=list(faces))
         for image, faces in zip(images, faces_per_image, strict=True)

@@ -13,22 +13,27 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pipeline.errors import (
     ConflictException,
     InvalidParameterException,
     RekognitionError,
 )
-from pipeline.jobs.calls import Service, iter_faces
+from pipeline.jobs.calls import stored_faces
 from pipeline.jobs.manifest import ManifestRow
 from pipeline.jobs.naming import client_request_token
+from pipeline.service import users as user_cores
+from pipeline.service.responses import failure_to_api
+from pipeline.service.results import FaceFailure
+from pipeline.service.users import ASSOCIATE_FACES_MATCH_THRESHOLD
+
+if TYPE_CHECKING:
+    from pipeline.service import FacePipe
 
 MAX_FACES_PER_CALL = 100
 """Most FaceIds one AssociateFaces call takes."""
 
-DEFAULT_USER_MATCH_THRESHOLD = 75.0
-"""AssociateFaces' default UserMatchThreshold (percent)."""
 
 ImageResolver = Callable[[list[Path]], dict[Path, tuple[str | None, str]]]
 """Indexes image files and returns, per path, (FaceId of its largest face or None, explanation)."""
@@ -41,7 +46,7 @@ class UserReport:
     user_id: str
     created: bool = False
     associated: list[str] = field(default_factory=list)
-    unsuccessful: list[dict[str, Any]] = field(default_factory=list)
+    unsuccessful: list[FaceFailure] = field(default_factory=list)
     unresolved: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     user_status: str | None = None
@@ -53,7 +58,7 @@ class UserReport:
             "UserCreated": self.created,
             "UserStatus": self.user_status,
             "AssociatedFaces": [{"FaceId": face_id} for face_id in self.associated],
-            "UnsuccessfulFaceAssociations": self.unsuccessful,
+            "UnsuccessfulFaceAssociations": [failure_to_api(f) for f in self.unsuccessful],
             "UnresolvedReferences": self.unresolved,
             "Errors": self.errors,
         }
@@ -82,25 +87,23 @@ class AssociateSummary:
         }
 
 
-def _largest_face_by_external_id(fp: Service, collection_id: str, wanted: set[str]) -> dict[str, str]:
+def _largest_face_by_external_id(fp: FacePipe, collection_id: str, wanted: set[str]) -> dict[str, str]:
     """ExternalImageId -> FaceId of its largest face (by box area), for the ids in ``wanted``."""
     best: dict[str, tuple[float, str]] = {}
-    for face in iter_faces(fp, collection_id):
-        external_id = face.get("ExternalImageId")
-        if external_id not in wanted:
+    for face in stored_faces(fp, collection_id):
+        external_id = face.external_image_id
+        if external_id is None or external_id not in wanted:
             continue
-        box = face.get("BoundingBox") or {}
-        area = float(box.get("Width", 0.0)) * float(box.get("Height", 0.0))
-        face_id = str(face["FaceId"])
+        area = face.bounding_box.width * face.bounding_box.height
         current = best.get(external_id)
         # Largest area wins; equal areas are broken by FaceId so the choice is deterministic.
-        if current is None or (area, face_id) > current:
-            best[external_id] = (area, face_id)
+        if current is None or (area, face.face_id) > current:
+            best[external_id] = (area, face.face_id)
     return {external_id: face_id for external_id, (_, face_id) in best.items()}
 
 
 def resolve_rows(
-    fp: Service,
+    fp: FacePipe,
     collection_id: str,
     rows: list[ManifestRow],
     manifest_dir: Path,
@@ -146,18 +149,18 @@ def _error_json(exc: RekognitionError, face_ids: list[str] | None = None) -> dic
 
 
 def associate_user(
-    fp: Service, collection_id: str, user_id: str, face_ids: list[str], threshold: float
+    fp: FacePipe, collection_id: str, user_id: str, face_ids: list[str], threshold: float
 ) -> UserReport:
-    """Create ``user_id`` if needed and associate ``face_ids`` in chunks of at most 100."""
+    """Create ``user_id`` if needed and associate ``face_ids`` in chunks of at most 100.
+
+    The manifest's rows are checked (pipeline.jobs.manifest) before they reach the service's cores."""
     report = UserReport(user_id=user_id)
     try:
-        fp.call(
-            "CreateUser",
-            {
-                "CollectionId": collection_id,
-                "UserId": user_id,
-                "ClientRequestToken": client_request_token("CreateUser", collection_id, user_id),
-            },
+        user_cores.create_user(
+            fp,
+            collection_id,
+            user_id,
+            client_request_token=client_request_token("CreateUser", collection_id, user_id),
         )
         report.created = True
     except ConflictException:
@@ -169,32 +172,25 @@ def associate_user(
         chunk = face_ids[start : start + MAX_FACES_PER_CALL]
         token = client_request_token("AssociateFaces", collection_id, user_id, f"{threshold:g}", *chunk)
         try:
-            response = fp.call(
-                "AssociateFaces",
-                {
-                    "CollectionId": collection_id,
-                    "UserId": user_id,
-                    "FaceIds": chunk,
-                    "UserMatchThreshold": threshold,
-                    "ClientRequestToken": token,
-                },
+            result = user_cores.associate(
+                fp, collection_id, user_id, chunk, threshold, client_request_token=token
             )
         except RekognitionError as exc:
             report.errors.append(_error_json(exc, chunk))
             continue
-        report.associated.extend(str(face["FaceId"]) for face in response.get("AssociatedFaces", []))
-        report.unsuccessful.extend(response.get("UnsuccessfulFaceAssociations", []))
-        report.user_status = response.get("UserStatus", report.user_status)
+        report.associated.extend(result.associated)
+        report.unsuccessful.extend(result.unsuccessful)
+        report.user_status = result.user_status
     return report
 
 
 def run_associate_job(
-    fp: Service,
+    fp: FacePipe,
     collection_id: str,
     rows: list[ManifestRow],
     manifest_dir: Path,
     *,
-    user_match_threshold: float = DEFAULT_USER_MATCH_THRESHOLD,
+    user_match_threshold: float = ASSOCIATE_FACES_MATCH_THRESHOLD,
     report: TextIO | None = None,
     resolve_images: ImageResolver | None = None,
 ) -> AssociateSummary:
@@ -208,7 +204,7 @@ def run_associate_job(
         raise InvalidParameterException(
             f"user match threshold must be between 0 and 100, got {user_match_threshold}"
         )
-    fp.call("DescribeCollection", {"CollectionId": collection_id})
+    fp.call("DescribeCollection", {"CollectionId": collection_id})  # the CollectionId checked too
     faces, unresolved = resolve_rows(fp, collection_id, rows, manifest_dir, resolve_images)
     summary = AssociateSummary()
     for user_id, face_ids in faces.items():

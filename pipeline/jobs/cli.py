@@ -22,7 +22,7 @@ from pipeline.cli.arguments import int_at_least
 from pipeline.config import Settings
 from pipeline.errors import InvalidParameterException, RekognitionError
 from pipeline.jobs.analyzers import MODEL_CHUNK_IMAGES, Analyzer, LocalAnalyzer, engine_threads
-from pipeline.jobs.associate import DEFAULT_USER_MATCH_THRESHOLD, ImageResolver, run_associate_job
+from pipeline.jobs.associate import ImageResolver, run_associate_job
 from pipeline.jobs.cluster import (
     DEFAULT_CLUSTER_THRESHOLD,
     DEFAULT_MIN_CLUSTER_SIZE,
@@ -40,6 +40,7 @@ from pipeline.jobs.index_folder import (
 from pipeline.jobs.ledger import DONE, JobLedger
 from pipeline.jobs.manifest import read_manifest
 from pipeline.service import FacePipe
+from pipeline.service.users import ASSOCIATE_FACES_MATCH_THRESHOLD
 from pipeline.vision.streams import usable_cores
 
 EXIT_OK = 0
@@ -246,8 +247,8 @@ def associate_job_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--user-match-threshold",
         type=float,
-        default=DEFAULT_USER_MATCH_THRESHOLD,
-        help=f"AssociateFaces UserMatchThreshold, 0-100 (default {DEFAULT_USER_MATCH_THRESHOLD:g})",
+        default=ASSOCIATE_FACES_MATCH_THRESHOLD,
+        help=f"AssociateFaces UserMatchThreshold, 0-100 (default {ASSOCIATE_FACES_MATCH_THRESHOLD:g})",
     )
     parser.add_argument("--report", type=Path, help="write one JSON line per user to this file")
     parser.add_argument(

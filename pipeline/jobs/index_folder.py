@@ -31,10 +31,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pipeline.config import DEFAULT_MAX_S3_IMAGE_BYTES
 from pipeline.errors import InvalidParameterException
 from pipeline.jobs.analyzers import Analyzer, FileOutcome, FileTask
-from pipeline.jobs.calls import Service, collection_incarnation, delete_faces, iter_faces
+from pipeline.jobs.calls import Service, collection_incarnation, delete_faces, stored_faces
 from pipeline.jobs.ledger import DONE, FAILED, PENDING, FinishedFile, JobLedger, PendingWrite
 from pipeline.jobs.naming import disambiguate, external_image_id_for, walk_images
 from pipeline.jobs.progress import Progress
+from pipeline.service import faces as face_cores
+from pipeline.service.results import IndexedFace
+from pipeline.service.selection import FaceChoice
 
 if TYPE_CHECKING:
     from pipeline.service import FacePipe
@@ -109,24 +112,23 @@ class IndexSummary:
         }
 
 
-def _compact_face(record: dict[str, Any]) -> dict[str, Any]:
-    """A FaceRecord reduced to what a report needs: FaceId, ImageId, box and confidence."""
-    face = record.get("Face", {})
+def _compact_face(record: IndexedFace) -> dict[str, Any]:
+    """An indexed face as a report line gives it: FaceId, ImageId, box and confidence as stored."""
+    face = record.face
     return {
-        "FaceId": face.get("FaceId"),
-        "ImageId": face.get("ImageId"),
-        "BoundingBox": face.get("BoundingBox"),
-        "Confidence": face.get("Confidence"),
+        "FaceId": face.face_id,
+        "ImageId": face.image_id,
+        "BoundingBox": face.bounding_box.to_api(),
+        "Confidence": face.confidence,
     }
 
 
-def _compact_unindexed(unindexed: dict[str, Any]) -> dict[str, Any]:
-    """An UnindexedFace reduced to its reasons, box and confidence."""
-    detail = unindexed.get("FaceDetail", {})
+def _compact_unindexed(choice: FaceChoice) -> dict[str, Any]:
+    """A face left out as a report line gives it: its reasons, box and detector confidence."""
     return {
-        "Reasons": unindexed.get("Reasons", []),
-        "BoundingBox": detail.get("BoundingBox"),
-        "Confidence": detail.get("Confidence"),
+        "Reasons": list(choice.reasons),
+        "BoundingBox": choice.face.bounding_box.to_api(),
+        "Confidence": choice.face.confidence,
     }
 
 
@@ -170,9 +172,9 @@ class FolderJob:
         owned_elsewhere = self.ledger.face_ids_held_elsewhere(self.collection_id, wanted)
         doomed = {f for entry in pending for f in entry.replaced_face_ids}
         doomed.update(entry_face for entry in pending for entry_face in entry.face_ids)
-        for face in iter_faces(self.fp, self.collection_id):
-            if face.get("ExternalImageId") in wanted and face["FaceId"] not in owned_elsewhere:
-                doomed.add(str(face["FaceId"]))
+        for face in stored_faces(self.fp, self.collection_id):
+            if face.external_image_id in wanted and face.face_id not in owned_elsewhere:
+                doomed.add(face.face_id)
         if doomed:
             delete_faces(self.fp, self.collection_id, doomed)
         self.ledger.finish(
@@ -216,8 +218,6 @@ class FolderJob:
 
     def write_batch(self, outcomes: list[FileOutcome]) -> None:
         """Write one batch's faces, ledger rows and report lines (see the module docstring)."""
-        from pipeline.service.faces import AnalyzedImage, index_analyzed_images
-
         taken: dict[str, str] = {}
         deleted: set[str] = set()
         ids = [self._external_image_id(outcome, taken) for outcome in outcomes]
@@ -242,7 +242,7 @@ class FolderJob:
                 analysis = outcome.analysis
                 assert analysis is not None
                 items.append(
-                    AnalyzedImage(
+                    face_cores.AnalyzedImage(
                         external_image_id=external_image_id,
                         width=analysis.width,
                         height=analysis.height,
@@ -251,7 +251,7 @@ class FolderJob:
                         quality_filter=self.options.quality_filter,
                     )
                 )
-            responses = iter(index_analyzed_images(self.fp, self.collection_id, items))
+            results = iter(face_cores.index_images(self.fp, self.collection_id, items))
         finished: list[FinishedFile] = []
         lines: list[dict[str, Any]] = []
         for outcome, external_image_id in zip(outcomes, ids, strict=True):
@@ -266,18 +266,18 @@ class FolderJob:
                 continue
             line["Sha256"] = outcome.sha256
             if outcome.analysis is not None:
-                response = next(responses)
-                face_records = [_compact_face(r) for r in response.get("FaceRecords", [])]
+                result = next(results)
+                face_records = [_compact_face(r) for r in result.faces]
                 line.update(
                     Status="INDEXED",
                     FaceRecords=face_records,
-                    UnindexedFaces=[_compact_unindexed(u) for u in response.get("UnindexedFaces", [])],
+                    UnindexedFaces=[_compact_unindexed(u) for u in result.unindexed],
                 )
                 kept = sorted(set(task.previous.face_ids) - deleted) if task.previous else []
                 if kept:
                     # DeleteFaces refuses faces associated with a user; they stay until disassociated.
                     line["PreviousFacesKept"] = kept
-                face_ids = tuple(str(r["FaceId"]) for r in face_records)
+                face_ids = tuple(r.face.face_id for r in result.faces)
                 finished.append(
                     FinishedFile(task.rel_path, external_image_id, outcome.sha256, DONE, face_ids, line)
                 )
