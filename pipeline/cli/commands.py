@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pipeline.cli.exit_status import ExitStatus
+
 
 @dataclass(frozen=True)
 class OwnCommand:
@@ -53,7 +55,7 @@ OWN_COMMANDS: dict[str, OwnCommand] = {
 
 
 def run_own_command(name: str, argv: Sequence[str]) -> int:
-    """Run one of OWN_COMMANDS with its arguments; 1 with a message when it is not installed."""
+    """Run one of OWN_COMMANDS with its arguments; FAILED (1) with a message when it is not installed."""
     command = OWN_COMMANDS[name]
     try:
         entry = command.load()
@@ -61,11 +63,11 @@ def run_own_command(name: str, argv: Sequence[str]) -> int:
         print(
             f"facepipe: the '{name}' command is not available in this installation ({exc})", file=sys.stderr
         )
-        return 1
+        return ExitStatus.FAILED
     try:
-        return int(entry(list(argv)) or 0)
+        return int(entry(list(argv)) or ExitStatus.OK)
     except SystemExit as exc:  # argparse-based commands exit on usage errors and --help
         if exc.code is None or isinstance(exc.code, int):
-            return exc.code or 0
+            return exc.code or ExitStatus.OK
         print(exc.code, file=sys.stderr)
-        return 1
+        return ExitStatus.FAILED

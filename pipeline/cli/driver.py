@@ -23,6 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import ProfileNotFound
 from botocore.session import Session
 
+from pipeline.cli.exit_status import ExitStatus
 from pipeline.cli.local import LocalTransport
 
 SERVICE = "rekognition"
@@ -113,7 +114,7 @@ def run_operation(argv: Sequence[str], operations: Mapping[str, str], data_dir: 
     sys.argv[:1] = [PROG]  # argparse names the program after sys.argv[0]
     try:
         status = driver.main([SERVICE, *argv])  # None after a help page
-        return 0 if status is None else int(status)
+        return ExitStatus.OK if status is None else int(status)
     except SystemExit as exc:  # argparse exits 2 on usage errors
         return _exit_status(exc)
     finally:
@@ -132,8 +133,8 @@ def _disable_signing(session: Session) -> None:
 def _exit_status(exc: SystemExit) -> int:
     """The status a SystemExit stands for (None is 0, a message is 1)."""
     if exc.code is None:
-        return 0
+        return ExitStatus.OK
     if isinstance(exc.code, int):
         return exc.code
     print(exc.code, file=sys.stderr)
-    return 1
+    return ExitStatus.FAILED

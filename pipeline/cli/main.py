@@ -19,6 +19,7 @@ import pipeline
 
 from .commands import OWN_COMMANDS, run_own_command
 from .driver import SERVICE, USAGE, global_options_with_values, operation_names, run_operation
+from .exit_status import ExitStatus
 from .help import overview, use_plain_text_fallback
 
 DATA_DIR_OPTION = "--data-dir"
@@ -30,8 +31,6 @@ FLAG_OPTIONS = frozenset(
 """The AWS CLI's global options that take no value."""
 
 HELP_WORDS = frozenset({"help", "--help", "-h"})
-USAGE_ERROR = 2
-"""Exit status of a usage error, as in the AWS CLI v1."""
 
 
 def version_text() -> str:
@@ -57,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_own_command(command, args[:position] + args[position + 1 :])
     if "--version" in leading:
         print(version_text())
-        return 0
+        return ExitStatus.OK
 
     try:
         operations: dict[str, str] | None = operation_names()
@@ -73,18 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command is None and not set(leading) & HELP_WORDS:
             sys.stderr.write(text)
             sys.stderr.write("\nfacepipe: error: the following arguments are required: operation\n")
-            return USAGE_ERROR
+            return ExitStatus.USAGE_ERROR
         sys.stdout.write(text)
-        return 0
+        return ExitStatus.OK
 
     if operations is None:
         print(f"facepipe: {reason}", file=sys.stderr)
-        return 1
+        return ExitStatus.FAILED
     if command not in operations:
         return _unknown_operation(command, operations)
     if "--version" in args:
         print(version_text())
-        return 0
+        return ExitStatus.OK
     if args[-1] in HELP_WORDS:  # `facepipe <operation> --help` shows the page `help` shows
         args[-1] = "help"
     return _run(operations, args)
@@ -161,7 +160,7 @@ def _unknown_operation(name: str, operations: dict[str, str]) -> int:
 def _usage_error(message: str) -> int:
     sys.stderr.write(f"usage: {USAGE}")
     sys.stderr.write(f"facepipe: error: {message}\n")
-    return USAGE_ERROR
+    return ExitStatus.USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline.cli.exit_status import ExitStatus
 from pipeline.errors import RekognitionError
 from pipeline.vision.samples import sample_photos
 
@@ -234,10 +235,10 @@ def quickstart_main(argv: Sequence[str]) -> int:
         run_quickstart(fp, sample_photos(), args.collection_id)
     except RekognitionError as error:
         print(f"facepipe quickstart: {error.code}: {error.message}", file=sys.stderr)
-        return 1
+        return ExitStatus.FAILED
     except (FileNotFoundError, ValueError) as error:
         print(f"facepipe quickstart: {error}", file=sys.stderr)
-        return 1
+        return ExitStatus.FAILED
     finally:
         close = getattr(fp, "close", None)
         if callable(close):
@@ -253,4 +254,4 @@ def quickstart_main(argv: Sequence[str]) -> int:
         where = f" --data-dir {data_dir}"
     print(f"  facepipe list-faces --collection-id {args.collection_id}{where} --output table")
     print(f"  facepipe search-users --collection-id {args.collection_id} --user-id {USER_ID}{where}")
-    return 0
+    return ExitStatus.OK
