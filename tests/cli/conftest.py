@@ -18,9 +18,10 @@ from collections.abc import Callable
 
 import awscli.clidriver
 import pytest
-from cli_helpers import REPO_ROOT, Result, Runner
 
 from pipeline.cli.main import main as facepipe_main
+from tests.support import REPO_ROOT
+from tests.support.cli import Result, Runner
 
 
 def _capture(call: Callable[[], int | None], seed: int) -> Result:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from botocore import xform_name
-from cli_helpers import Runner
 
 import pipeline
 from pipeline.cli import commands
@@ -19,6 +18,7 @@ from pipeline.cli.commands import OwnCommand
 from pipeline.cli.driver import all_rekognition_operations, operation_names
 from pipeline.cli.main import _command_position
 from pipeline.service import FacePipe
+from tests.support.cli import Runner
 
 OPERATIONS = sorted(xform_name(name, "-") for name in FacePipe().operations)
 FACE_ID = "11111111-1111-1111-1111-111111111111"

@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_helpers import Runner
+
+from tests.support.cli import Runner
 
 
 def _json(text: str) -> dict:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from cli_helpers import Runner
 
 from pipeline.cli.quickstart import mirrored_crop, run_quickstart
 from pipeline.config import Settings
 from pipeline.service import FacePipe
+from tests.support.cli import Runner
 
 
 def test_quickstart_as_a_new_user_runs_it(facepipe_process: Runner, tmp_path: Path) -> None:

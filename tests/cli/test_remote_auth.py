@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import Runner, running_server
+
+from tests.support.cli import Runner, running_server
 
 KEY_ID, SECRET = "AKIDFACEPIPETEST", "facepipe-test-secret"
 

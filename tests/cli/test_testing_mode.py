@@ -7,7 +7,6 @@ process fails with EndpointConnectionError instead of reaching anything.
 
 from __future__ import annotations
 
-import socket
 import threading
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from pipeline.config import Settings
 from pipeline.service import FacePipe
 from pipeline.testing import rekognition
+from tests.support.server import free_port
 
 NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2)
 
@@ -27,10 +27,7 @@ NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_tim
 @pytest.fixture()
 def closed_endpoint() -> str:
     """http://127.0.0.1:<port> where nothing listens (the port was free a moment ago)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def test_clients_made_inside_the_block_are_answered_by_a_real_facepipe(

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import REPO_ROOT, Runner, running_server
+
+from tests.support import REPO_ROOT
+from tests.support.cli import Runner, running_server
 
 FORMATS = ("json", "text", "table")
 

@@ -31,7 +31,7 @@ def settings(tmp_path: Path, model_cache: Path) -> Settings:
 
 
 @pytest.fixture()
-def fp(settings: Settings) -> Iterator[FacePipe]:
+def model_pipe(settings: Settings) -> Iterator[FacePipe]:
     """A FacePipe on the real default models, with collection 'photos' created."""
     pipe = FacePipe(settings)
     pipe.call("CreateCollection", {"CollectionId": "photos"})

@@ -57,8 +57,10 @@ def image_folder(tmp_path: Path, sample_images: Path) -> Path:
     return folder
 
 
-def test_batches_in_walk_order_chunks_small_faces_as_index_faces(fp: FacePipe, image_folder: Path) -> None:
-    engine = RecordingEngine(fp.engine)
+def test_batches_in_walk_order_chunks_small_faces_as_index_faces(
+    model_pipe: FacePipe, image_folder: Path
+) -> None:
+    engine = RecordingEngine(model_pipe.engine)
     paths = sorted(image_folder.iterdir())
     tasks = [FileTask(rel_path=p.name, path=p, previous=None) for p in paths]
     analyzer = LocalAnalyzer(engine, batch_size=4, max_image_bytes=15 * 2**20, chunk_size=3)
@@ -73,14 +75,14 @@ def test_batches_in_walk_order_chunks_small_faces_as_index_faces(fp: FacePipe, i
     # each stream analyzes at most chunk_size images at a time, at most one chunk per stream at once
     assert max(engine.chunk_sizes) <= 3
     assert sum(engine.chunk_sizes) == 10
-    assert engine.most_running <= fp.engine.streams == 2
+    assert engine.most_running <= model_pipe.engine.streams == 2
 
     broken = outcomes[-1]
     assert broken.analysis is None and broken.error is not None
     assert broken.error.code == "InvalidImageFormatException"
     for outcome, path in zip(outcomes[:-1], paths[:-1], strict=True):
         assert outcome.error is None and outcome.analysis is not None and outcome.data is None
-        alone = fp.engine.analyze(fp.engine.decode(path.read_bytes()), max_faces=100)
+        alone = model_pipe.engine.analyze(model_pipe.engine.decode(path.read_bytes()), max_faces=100)
         batched_faces = outcome.analysis.faces
         assert [f.bounding_box for f in batched_faces] == [f.bounding_box for f in alone]
         assert [f.confidence for f in batched_faces] == [f.confidence for f in alone]
@@ -90,8 +92,8 @@ def test_batches_in_walk_order_chunks_small_faces_as_index_faces(fp: FacePipe, i
     assert max(len(o.analysis.faces) for o in outcomes if o.analysis) == 6  # t1.jpg's group, batched
 
 
-def test_chunk_never_exceeds_the_write_batch(fp: FacePipe) -> None:
-    analyzer = LocalAnalyzer(fp.engine, batch_size=2, max_image_bytes=1024, chunk_size=8)
+def test_chunk_never_exceeds_the_write_batch(model_pipe: FacePipe) -> None:
+    analyzer = LocalAnalyzer(model_pipe.engine, batch_size=2, max_image_bytes=1024, chunk_size=8)
     try:
         assert analyzer.chunk_size == 2
     finally:

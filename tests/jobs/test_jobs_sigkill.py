@@ -66,11 +66,11 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path, sample_images: Path, model_
     lines = [json.loads(line) for line in report.read_text().splitlines()]
     assert sorted(line["Path"] for line in lines) == sorted(p.name for p in folder.iterdir())
     assert all(len(line["FaceRecords"]) == 6 for line in lines)
-    fp = FacePipe(Settings(data_dir=data_dir, cache_dir=model_cache, provider="cpu"))
+    model_pipe = FacePipe(Settings(data_dir=data_dir, cache_dir=model_cache, provider="cpu"))
     try:
-        faces = fp.call("ListFaces", {"CollectionId": "photos", "MaxResults": 4096})["Faces"]
+        faces = model_pipe.call("ListFaces", {"CollectionId": "photos", "MaxResults": 4096})["Faces"]
     finally:
-        fp.close()
+        model_pipe.close()
     per_image = collections.Counter(face["ExternalImageId"] for face in faces)
     assert per_image == {f"group_{i:02d}.jpg": 6 for i in range(COPIES)}
     reported = {r["FaceId"] for line in lines for r in line["FaceRecords"]}

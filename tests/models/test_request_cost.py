@@ -46,7 +46,7 @@ def embedded(engine: FaceEngine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.fixture()
-def fp(engine: FaceEngine, tmp_path: Path) -> Iterator[FacePipe]:
+def model_pipe(engine: FaceEngine, tmp_path: Path) -> Iterator[FacePipe]:
     pipe = FacePipe(Settings(data_dir=tmp_path / "home", cache_dir=tmp_path / "cache"), engine=engine)
     pipe.call("CreateCollection", {"CollectionId": "c"})
     yield pipe
@@ -54,40 +54,46 @@ def fp(engine: FaceEngine, tmp_path: Path) -> Iterator[FacePipe]:
 
 
 def test_a_thousand_faces_detected_but_only_returnable_ones_embedded(
-    fp: FacePipe, sample_images: Path, embedded: list[int]
+    model_pipe: FacePipe, sample_images: Path, embedded: list[int]
 ) -> None:
     image = {"Bytes": crowd(sample_images)}
-    details = fp.call("DetectFaces", {"Image": image})["FaceDetails"]
+    details = model_pipe.call("DetectFaces", {"Image": image})["FaceDetails"]
     assert len(details) == 100 and embedded == []  # DetectFaces embeds nothing
-    one = fp.call("IndexFaces", {"CollectionId": "c", "Image": image, "MaxFaces": 1, "ExternalImageId": "a"})
+    one = model_pipe.call(
+        "IndexFaces", {"CollectionId": "c", "Image": image, "MaxFaces": 1, "ExternalImageId": "a"}
+    )
     assert len(one["FaceRecords"]) == 1 and sum(embedded) == 1
     assert len(one["UnindexedFaces"]) == 99
     exceeding = [face for face in one["UnindexedFaces"] if face["Reasons"] == ["EXCEEDS_MAX_FACES"]]
     assert len(exceeding) > 80 and all("FaceDetail" in face for face in exceeding)
     embedded.clear()
-    three = fp.call(
+    three = model_pipe.call(
         "IndexFaces", {"CollectionId": "c", "Image": image, "MaxFaces": 3, "ExternalImageId": "b"}
     )
     assert len(three["FaceRecords"]) == 3 and sum(embedded) == 3
     embedded.clear()
-    found = fp.call("SearchFacesByImage", {"CollectionId": "c", "Image": image, "FaceMatchThreshold": 0})
+    found = model_pipe.call(
+        "SearchFacesByImage", {"CollectionId": "c", "Image": image, "FaceMatchThreshold": 0}
+    )
     assert sum(embedded) == 1  # only the searched (largest usable) face
     assert found["FaceMatches"]
 
 
 def test_index_faces_keeps_its_choice_of_faces(
-    fp: FacePipe, sample_images: Path, embedded: list[int]
+    model_pipe: FacePipe, sample_images: Path, embedded: list[int]
 ) -> None:
     """Embedding only the indexed faces changes nothing in the answer (t1.jpg: six faces)."""
     image = {"Bytes": (sample_images / "t1.jpg").read_bytes()}
-    every = fp.call("DetectFaces", {"Image": image})["FaceDetails"]
-    two = fp.call("IndexFaces", {"CollectionId": "c", "Image": image, "MaxFaces": 2, "QualityFilter": "NONE"})
+    every = model_pipe.call("DetectFaces", {"Image": image})["FaceDetails"]
+    two = model_pipe.call(
+        "IndexFaces", {"CollectionId": "c", "Image": image, "MaxFaces": 2, "QualityFilter": "NONE"}
+    )
     assert sum(embedded) == 2
     assert [r["FaceDetail"]["BoundingBox"] for r in two["FaceRecords"]] == [
         d["BoundingBox"] for d in every[:2]
     ]
     assert [u["Reasons"] for u in two["UnindexedFaces"]] == [["EXCEEDS_MAX_FACES"]] * 4
-    again = fp.call(
+    again = model_pipe.call(
         "IndexFaces", {"CollectionId": "c", "Image": image, "MaxFaces": 2, "QualityFilter": "NONE"}
     )
     assert [r["Face"]["FaceId"] for r in again["FaceRecords"]] == [
@@ -117,7 +123,7 @@ def test_detection_candidates_are_capped_before_nms() -> None:
 
 
 def test_a_large_photo_is_decoded_reduced_with_the_same_faces(
-    fp: FacePipe, sample_images: Path, engine: FaceEngine
+    model_pipe: FacePipe, sample_images: Path, engine: FaceEngine
 ) -> None:
     photo = cv2.imread(str(sample_images / "t1.jpg"))
     large = cv2.resize(photo, None, fx=5, fy=5, interpolation=cv2.INTER_CUBIC)  # 6400 x 4430

@@ -3,17 +3,11 @@ and a fresh database per test. Every test here skips, saying why, when PostgreSQ
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "service"))
-
-from pgserver import TempPostgres, find_binaries  # noqa: E402
+from tests.support.pgserver import TempPostgres, find_binaries
 
 
 @pytest.fixture(scope="session")

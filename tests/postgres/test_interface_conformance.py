@@ -5,17 +5,13 @@ parameters and defaults. Needs psycopg, not a server."""
 from __future__ import annotations
 
 import inspect
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from test_interface import members
 
 from pipeline.store import db
 from pipeline.store.interface import FaceStore, StoreTransaction
 from pipeline.store.postgres import PostgresDatabase, PostgresStore, PostgresTx
+from tests.store.test_interface import members
 
 
 def public_methods(cls: type) -> list[str]:

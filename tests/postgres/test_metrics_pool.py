@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
-from synthetic_faces import LinearEngine, index_vectors, person
 
 from pipeline.config import Settings
 from pipeline.protocol.metrics import ServerMetrics
 from pipeline.service import FacePipe
+from tests.support.synthetic_faces import LinearEngine, index_vectors, person
 
 
 def test_scrape_reports_the_pool_and_the_collections(pg_url: str, tmp_path: Path) -> None:

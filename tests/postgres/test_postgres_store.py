@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,19 +20,19 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from pgserver import TempPostgres, free_port
 from psycopg import sql
-from synthetic_faces import LinearEngine, index_vectors, person
 
 from pipeline.config import Settings
 from pipeline.errors import ConflictException, InternalServerError, ServiceQuotaExceededException
 from pipeline.protocol.sigv4 import ReplayedSignatureError, SignedRequest, SigV4Verifier
 from pipeline.service import FacePipe
 from pipeline.store import NewFace
+from pipeline.store.pg_migrations import SCHEMA_VERSION
 from pipeline.store.postgres import CHANNEL, ChangeListener, PostgresStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from test_tokens import assert_forged_keys_are_refused
+from tests.store.test_tokens import assert_forged_keys_are_refused
+from tests.support.pgserver import TempPostgres
+from tests.support.server import free_port
+from tests.support.synthetic_faces import LinearEngine, index_vectors, person
 
 SERVERS = 2
 """FacePipe objects per test, each with its own store, pool and listener: two servers' worth."""
@@ -221,7 +220,9 @@ def test_servers_opening_a_new_database_together_migrate_it_once(pg_url: str) ->
     for s in stores:
         s.close()
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT value FROM facepipe_meta").fetchall() == [("1",)]
+        meta = dict(conn.execute("SELECT key, value FROM facepipe_meta").fetchall())
+    assert meta["schema_version"] == str(SCHEMA_VERSION) and len(meta) == 2
+    assert meta["store_id"] == stores[0].database.store_id != ""
 
 
 def test_replay_guard_is_shared_and_atomic(pg_url: str) -> None:

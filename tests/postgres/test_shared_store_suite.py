@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import signal
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,18 +15,14 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "property"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-
-from pgserver import TempPostgres
-from test_crash_and_concurrency import acks, start
-from test_store_machine import StoreMachine
-
 from pipeline.config import Settings
 from pipeline.service import FacePipe
 from pipeline.store import open_store
 from pipeline.store.db import vector_to_blob
 from pipeline.store.postgres import PostgresStore
+from tests.property.test_store_machine import StoreMachine
+from tests.store.test_crash_and_concurrency import acks, start
+from tests.support.pgserver import TempPostgres
 
 SERVER: list[TempPostgres] = []
 KINDS_SEEN: set[str] = set()

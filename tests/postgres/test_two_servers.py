@@ -8,41 +8,32 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
-from pgserver import free_port
+
+from tests.support.server import FACEPIPE, ServeProcess, free_port, rekognition_client
 
 pytestmark = pytest.mark.slow
-
-FACEPIPE = Path(sys.executable).with_name("facepipe")
-
 
 ACCESS_KEY, SECRET_KEY = "AKIDSHARED", "shared-secret"
 """The key pair both servers accept when started with ``signed=True``."""
 
 
-class Server:
+class Server(ServeProcess):
     """One `facepipe serve` child on a free loopback port, on the PostgreSQL ``store``
     (FACEPIPE_STORE, or the --store option with ``by_flag``); --no-auth unless ``signed``, which
     accepts ACCESS_KEY/SECRET_KEY."""
 
     def __init__(self, data_dir: Path, store: str, by_flag: bool = False, signed: bool = False) -> None:
-        self.port = free_port()
-        self.log = data_dir / f"server-{self.port}.log"
+        port = free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, FACEPIPE_THREADS="1")
         env.pop("FACEPIPE_STORE", None)
@@ -52,54 +43,18 @@ class Server:
         auth_option = [] if signed else ["--no-auth"]
         if signed:
             env["FACEPIPE_CREDENTIALS"] = f"{ACCESS_KEY}:{SECRET_KEY}"
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(
-                [str(FACEPIPE), "serve", "--host", "127.0.0.1", "--port", str(self.port), *auth_option,
-                 "--data-dir", str(data_dir), "--threads", "4", *store_option],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )  # fmt: skip
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def wait_listening(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()[-2000:]
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"server did not listen: {self.log.read_text()[-2000:]}")
+        argv = [str(FACEPIPE), "serve", "--host", "127.0.0.1", "--port", str(port), *auth_option,
+                "--data-dir", str(data_dir), "--threads", "4", *store_option]  # fmt: skip
+        super().__init__(argv, port, data_dir / f"server-{port}.log", env, new_session=True)
 
     def client(self) -> Any:
-        return boto3.client(
-            "rekognition",
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="y",
-            config=Config(retries={"max_attempts": 1}, read_timeout=60),
-        )
+        return rekognition_client(self.url, read_timeout=60)
 
     def client_signed(self) -> Any:
         """A boto3 client signing with the key pair of ``signed=True`` servers."""
-        return boto3.client(
-            "rekognition",
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-            config=Config(retries={"max_attempts": 3}, read_timeout=60),
+        return rekognition_client(
+            self.url, ACCESS_KEY, SECRET_KEY, retries={"max_attempts": 3}, read_timeout=60
         )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
 
 
 @pytest.fixture()
@@ -108,7 +63,7 @@ def two_servers(pg_url: str, tmp_path: Path) -> Iterator[list[Server]]:
     servers = [Server(tmp_path / "a", pg_url), Server(tmp_path / "b", pg_url, by_flag=True)]
     try:
         for server in servers:
-            server.wait_listening()
+            server.wait_healthy(90)
         yield servers
     finally:
         for server in servers:
@@ -182,8 +137,7 @@ def test_sigkill_of_one_server_during_writes_loses_nothing_it_acknowledged(
     deadline = time.monotonic() + 60
     while len(acknowledged) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(victim.process.pid, signal.SIGKILL)
-    victim.process.wait(10)
+    victim.kill()
     stop.set()
     writer.join(60)
     assert len(acknowledged) >= 4
@@ -207,7 +161,7 @@ def test_a_request_accepted_by_one_server_is_a_replay_on_the_other(pg_url: str, 
     servers = [Server(tmp_path / "a", pg_url, signed=True), Server(tmp_path / "b", pg_url, signed=True)]
     try:
         for server in servers:
-            server.wait_listening()
+            server.wait_healthy(90)
         body = json.dumps({"CollectionId": "replayed"}).encode()
         request = AWSRequest(
             method="POST",

@@ -4,7 +4,6 @@ and no byte of the data directory ever holds a deleted face's vector or a delete
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,14 +13,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from erasure_support import files_holding
-from synthetic_faces import DIM, LinearEngine, index_vectors
-
 from pipeline.config import Settings
 from pipeline.service import FacePipe
 from pipeline.store.index import MIN_ANN_THRESHOLD
+from tests.support.erasure import files_holding
+from tests.support.synthetic_faces import DIM, LinearEngine, index_vectors
 
 USERS = ["u1", "u2", "u3"]
 KINDS_SEEN: set[str] = set()

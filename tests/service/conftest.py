@@ -1,4 +1,4 @@
-"""The ``fp`` fixture: a FacePipe on a fresh data directory with the synthetic engine."""
+"""The ``fake_pipe`` fixture: a FacePipe on a fresh data directory with the synthetic engine."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from synthetic_faces import LinearEngine
 
 from pipeline.config import Settings
 from pipeline.service import FacePipe
+from tests.support.synthetic_faces import LinearEngine
 
 
 @pytest.fixture()
-def fp(tmp_path: Path) -> Iterator[FacePipe]:
+def fake_pipe(tmp_path: Path) -> Iterator[FacePipe]:
     pipe = FacePipe(Settings(data_dir=tmp_path / "home", cache_dir=tmp_path / "cache"), engine=LinearEngine())
     yield pipe
     pipe.close()

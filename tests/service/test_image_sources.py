@@ -3,7 +3,6 @@ are InvalidS3ObjectException (never a 500), from a local bucket root and from a 
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from synthetic_faces import LinearEngine
 
 from pipeline.config import (
     DEFAULT_DECODE_BUDGET_BYTES,
@@ -23,21 +21,12 @@ from pipeline.config import (
 )
 from pipeline.errors import ImageTooLargeException, InvalidS3ObjectException, ThrottlingException
 from pipeline.service import FacePipe
-from pipeline.vision.image import DECODE_BUDGET, DecodedImage, decode_image
+from pipeline.vision.image import DECODE_BUDGET
+from tests.support.server import free_port
+from tests.support.synthetic_faces import DecodingEngine
 
 BUCKET = "photos"
 JPEG_SMALL = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))[1].tobytes()
-
-
-class DecodingEngine(LinearEngine):
-    """The synthetic engine with the real image decoder (the byte limit as FaceEngine.decode)."""
-
-    def decode(self, data: bytes, max_bytes: int | None = None) -> DecodedImage:
-        return decode_image(data, DEFAULT_MAX_IMAGE_BYTES if max_bytes is None else max_bytes)
-
-    def analyze(self, image: Any, max_faces: int = 100, embed: bool = True) -> list[Any]:
-        assert isinstance(image, DecodedImage)
-        return []
 
 
 def noisy_jpeg(min_bytes: int) -> bytes:
@@ -100,12 +89,6 @@ def test_unreadable_s3_names_are_invalid_s3_object(local_s3: FacePipe, name: str
     with pytest.raises(InvalidS3ObjectException) as caught:
         local_s3.call("DetectFaces", {"Image": s3_image(name)})
     assert "\0" not in caught.value.message and len(caught.value.message) < 400
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from test_image_sources import DecodingEngine
 
 from pipeline.config import Settings
 from pipeline.errors import RekognitionError
 from pipeline.service import FacePipe
+from tests.support.synthetic_faces import DecodingEngine
 
 PYTHON_REPRS = re.compile(r"b'|b\"|<class |object at 0x|<_io\.|Traceback|\\x[0-9a-f]{2}|\['|'\]")
 
@@ -46,7 +46,7 @@ BAD_IMAGES = {
 
 
 @pytest.fixture()
-def fp(tmp_path: Path) -> Iterator[FacePipe]:
+def decoding_pipe(tmp_path: Path) -> Iterator[FacePipe]:
     pipe = FacePipe(
         Settings(data_dir=tmp_path / "home", cache_dir=tmp_path / "cache"), engine=DecodingEngine()
     )
@@ -67,10 +67,10 @@ def calls(data: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_IMAGES))
-def test_bad_images_get_aws_worded_errors(fp: FacePipe, kind: str) -> None:
+def test_bad_images_get_aws_worded_errors(decoding_pipe: FacePipe, kind: str) -> None:
     for operation, params in calls(BAD_IMAGES[kind]):
         try:
-            fp.call(operation, params)
+            decoding_pipe.call(operation, params)
         except RekognitionError as err:
             assert err.code in ("InvalidImageFormatException", "InvalidParameterException"), (
                 operation,
@@ -98,7 +98,9 @@ def test_bad_images_get_aws_worded_errors(fp: FacePipe, kind: str) -> None:
         ),
     ],
 )
-def test_bad_parameters_get_aws_worded_errors(fp: FacePipe, operation: str, params: dict[str, Any]) -> None:
+def test_bad_parameters_get_aws_worded_errors(
+    decoding_pipe: FacePipe, operation: str, params: dict[str, Any]
+) -> None:
     with pytest.raises(RekognitionError) as caught:
-        fp.call(operation, params)
+        decoding_pipe.call(operation, params)
     assert_no_python_repr(caught.value.message)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -13,19 +12,17 @@ from pathlib import Path
 import pytest
 
 from pipeline.store import Store
-
-WORKER = Path(__file__).with_name("worker.py")
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO_ROOT
 
 
 def start(data_dir: Path, mode: str, seed: int) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    """tests/store/worker.py in ``mode`` as a child process (stdout and stderr piped)."""
     return subprocess.Popen(
-        [sys.executable, str(WORKER), str(data_dir), mode, str(seed)],
+        [sys.executable, "-m", "tests.store.worker", str(data_dir), mode, str(seed)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        cwd=REPO_ROOT,
     )
 
 

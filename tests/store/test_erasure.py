@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from erasure_support import files_holding, loose_modes, vector_chunks
 
 from pipeline.config import Settings
 from pipeline.errors import InternalServerError
@@ -27,9 +26,8 @@ from pipeline.service import FacePipe
 from pipeline.store import CollectionRow, Store, db
 from pipeline.store.index import MIN_ANN_THRESHOLD, faiss
 from pipeline.store.migrations import MIGRATIONS
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-from synthetic_faces import DIM, LinearEngine, index_vectors, unit
+from tests.support.erasure import files_holding, loose_modes, vector_chunks
+from tests.support.synthetic_faces import DIM, LinearEngine, index_vectors, unit
 
 KINDS = {"exact": 100_000, "quantized": MIN_ANN_THRESHOLD}
 """ANN threshold per index kind: the collections below have 40 faces."""
@@ -126,7 +124,7 @@ def test_quantized_codes_of_erased_faces_are_overwritten(tmp_path: Path) -> None
     store = Store(tmp_path, ann_threshold=MIN_ANN_THRESHOLD)
     rng = np.random.default_rng(3)
     vectors = np.stack([unit(rng.normal(size=DIM)) for _ in range(300)])
-    from test_index import add_faces  # the same helper the index tests use
+    from tests.store.test_index import add_faces  # the same helper the index tests use
 
     labels = add_faces(store, vectors)
     with store.read() as tx:
@@ -304,7 +302,7 @@ def test_secure_delete_is_set_on_every_connection(tmp_path: Path) -> None:
 def test_index_file_saved_by_an_older_version_is_purged_of_removed_faces(tmp_path: Path) -> None:
     """facepipe before this change kept removed faces in a saved quantized index (listed in its
     header, filtered at search time): opening such a file erases them and removes the file."""
-    from test_index import add_faces
+    from tests.store.test_index import add_faces
 
     store = Store(tmp_path, ann_threshold=MIN_ANN_THRESHOLD)
     rng = np.random.default_rng(6)

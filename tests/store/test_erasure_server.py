@@ -8,39 +8,26 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from botocore.config import Config
-from erasure_support import files_holding, loose_modes
 from PIL import Image, ImageOps
 
-FACEPIPE = Path(sys.executable).with_name("facepipe")
-"""The installed command, next to the interpreter running the tests."""
+from tests.support.erasure import files_holding, loose_modes
+from tests.support.server import FACEPIPE, ServeProcess, clean_env, facepipe_serve, rekognition_client
 
 THRESHOLDS = {"exact": None, "quantized": "16"}
 """FACEPIPE_ANN_THRESHOLD per index kind: the "keep" collection gets about 24 faces."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def server_env(ann_threshold: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FACEPIPE_"))}
-    env["FACEPIPE_THREADS"] = "2"
+    env = clean_env(FACEPIPE_THREADS="2")
     if ann_threshold is not None:
         env["FACEPIPE_ANN_THRESHOLD"] = ann_threshold
     return env
@@ -50,47 +37,19 @@ def with_umask_022() -> None:
     os.umask(0o022)
 
 
-def start_server(data_dir: Path, port: int, ann_threshold: str | None) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [
-            str(FACEPIPE),
-            "serve",
-            "--no-auth",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
+def start_server(data_dir: Path, ann_threshold: str | None) -> ServeProcess:
+    """The installed `facepipe serve --no-auth` over ``data_dir`` under umask 022, healthy."""
+    return facepipe_serve(
+        data_dir,
+        "--no-auth",
         env=server_env(ann_threshold),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        command=(str(FACEPIPE),),
         preexec_fn=with_umask_022,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            err = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise AssertionError(f"facepipe serve exited: {err[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("facepipe serve did not listen within 120 s")
 
 
-def client(port: int) -> Any:
-    return boto3.client(
-        "rekognition",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="AKIDERASURE",
-        aws_secret_access_key="erasure-test",
-        config=Config(retries={"max_attempts": 1}, read_timeout=120),
-    )
+def client(server: ServeProcess) -> Any:
+    return rekognition_client(server.url, read_timeout=120)
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -135,13 +94,11 @@ def folder_of_photos(tmp_path: Path, sample_images: Path) -> Path:
 
 
 @pytest.fixture()
-def server_process() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
+def server_process() -> Iterator[list[ServeProcess]]:
+    started: list[ServeProcess] = []
     yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
+    for server in started:
+        server.kill()
 
 
 @pytest.mark.slow
@@ -151,14 +108,13 @@ def test_deleted_vectors_are_nowhere_in_the_data_directory(
     kind: str,
     sample_images: Path,
     folder_of_photos: Path,
-    server_process: list[subprocess.Popen[bytes]],
+    server_process: list[ServeProcess],
 ) -> None:
     if not FACEPIPE.is_file():
         pytest.skip(f"the facepipe command is not installed next to {sys.executable}")
     data_dir = tmp_path / "home"
-    port = free_port()
-    server_process.append(start_server(data_dir, port, THRESHOLDS[kind]))
-    rek = client(port)
+    server_process.append(start_server(data_dir, THRESHOLDS[kind]))
+    rek = client(server_process[-1])
     rek.create_collection(CollectionId="keep")
     for i, photo in enumerate(group_photo_variants(sample_images)):
         rek.index_faces(CollectionId="keep", Image={"Bytes": photo}, ExternalImageId=f"group-{i}")
@@ -202,17 +158,15 @@ def test_deleted_vectors_are_nowhere_in_the_data_directory(
     assert loose_modes(data_dir) == []
     assert (data_dir / "jobs.sqlite3").is_file()
 
-    server_process[0].send_signal(signal.SIGKILL)
-    server_process[0].wait(30)
+    server_process[0].kill()
     after_kill = files_holding(data_dir, erased)
     assert after_kill == {}, after_kill
     assert len(files_holding(data_dir, kept)) == len(kept)
     assert loose_modes(data_dir) == []
 
     # and the store the killed server left serves the kept faces
-    port = free_port()
-    server_process.append(start_server(data_dir, port, THRESHOLDS[kind]))
-    rek = client(port)
+    server_process.append(start_server(data_dir, THRESHOLDS[kind]))
+    rek = client(server_process[-1])
     listed = {f["FaceId"] for f in rek.list_faces(CollectionId="keep", MaxResults=100)["Faces"]}
     assert listed == set(keep_ids) - set(deleted_ids)
     matches = rek.search_faces(CollectionId="keep", FaceId=keep_ids[0], FaceMatchThreshold=0, MaxFaces=100)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,7 @@ from pipeline.errors import InternalServerError
 from pipeline.service import FacePipe
 from pipeline.store import Store, normalized_mean
 from pipeline.store.migrations import MIGRATIONS, SCHEMA_VERSION
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-from synthetic_faces import LinearEngine
+from tests.support.synthetic_faces import LinearEngine
 
 OLD_STORE_DUMP = Path(__file__).with_name("data") / "store-0bc5b53.sql"
 """sqlite3 iterdump() of a store written by facepipe at commit 0bc5b53 (schema version 1): one

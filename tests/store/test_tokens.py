@@ -3,7 +3,6 @@ with InvalidPaginationTokenException, not a traceback (tests/postgres checks Pos
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,7 @@ from pipeline.config import Settings
 from pipeline.errors import InvalidPaginationTokenException
 from pipeline.service import FacePipe
 from pipeline.service.common import encode_token
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-from synthetic_faces import LinearEngine
+from tests.support.synthetic_faces import LinearEngine
 
 UNSTORABLE_KEYS = ["\ud800", "a\x00b"]
 """A lone surrogate (no UTF-8 form) and NUL (PostgreSQL text cannot hold it)."""

@@ -1,6 +1,6 @@
 """Child process for the crash and concurrency tests: runs a write loop and acknowledges each write.
 
-python worker.py DATA_DIR MODE SEED   (MODE: crash | concurrent)
+python -m tests.store.worker DATA_DIR MODE SEED   (MODE: crash | concurrent; from the repository root)
 Every line "ACK <kind> <face_id>" is printed (and flushed) only after the call has returned;
 "ACK try-delete <face_id>" is printed before a DeleteFaces call (it may or may not have happened).
 """
@@ -14,13 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-
-from synthetic_faces import LinearEngine, index_vectors, person
-
 from pipeline.config import Settings
 from pipeline.errors import ConflictException, ResourceAlreadyExistsException
 from pipeline.service import FacePipe
+from tests.support.synthetic_faces import LinearEngine, index_vectors, person
 
 
 def ack(kind: str, face_id: str) -> None:

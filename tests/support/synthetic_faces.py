@@ -1,4 +1,5 @@
-"""A small deterministic engine for the store-side semantics (no models), and face builders."""
+"""Fake engines (no models) and synthetic faces: LinearEngine for the store-side semantics,
+DecodingEngine for the image paths, and builders of faces and identities."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config import DEFAULT_MAX_IMAGE_BYTES
 from pipeline.service import FacePipe
 from pipeline.service.faces import AnalyzedImage, index_analyzed_images
 from pipeline.types import BoundingBox, DetectedFace, ImageQuality, Landmark, Pose
+from pipeline.vision.image import DecodedImage, decode_image
 
 DIM = 16
 
@@ -33,6 +36,17 @@ class LinearEngine:
 
     def quality_reasons(self, face: DetectedFace, level: str) -> list[str]:
         return ["LOW_CONFIDENCE"] if face.confidence < 50 else []
+
+
+class DecodingEngine(LinearEngine):
+    """LinearEngine with the real image decoder (the byte limit as FaceEngine.decode); finds no faces."""
+
+    def decode(self, data: bytes, max_bytes: int | None = None) -> DecodedImage:
+        return decode_image(data, DEFAULT_MAX_IMAGE_BYTES if max_bytes is None else max_bytes)
+
+    def analyze(self, image: Any, max_faces: int = 100, embed: bool = True) -> list[DetectedFace]:
+        assert isinstance(image, DecodedImage)
+        return []
 
 
 def unit(v: np.ndarray) -> np.ndarray:

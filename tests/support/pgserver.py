@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL server for tests and benchmarks: initdb in a temporary directory, started
 on a free loopback port as an unprivileged user, stopped (and its directory removed) at the end.
 
-    server = TempPostgres.start()        # or: python tests/postgres/pgserver.py  (prints the URL, waits)
+    server = TempPostgres.start()        # or: python -m tests.support.pgserver  (prints the URL, waits)
     url = server.new_database()          # postgresql://facepipe:...@127.0.0.1:PORT/t_...
     server.restart(); server.stop()
 
@@ -19,7 +19,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from tests.support.server import free_port
 
 SUPERUSER = "facepipe"
 SERVICE_USER = "facepipe-pg"
@@ -63,13 +64,6 @@ def _run_as() -> pwd.struct_passwd | None:
         )
         return pwd.getpwnam(SERVICE_USER)
     return pwd.getpwnam("nobody")
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The command line: the AWS-CLI-compatible driver, local and remote mode, side by side with `aws`."""

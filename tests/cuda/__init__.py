@@ -1,0 +1,1 @@
+"""ONNX Runtime's CUDA provider (skipped without onnxruntime-gpu and a GPU)."""

@@ -1,0 +1,1 @@
+"""Batch jobs on the real models: index-folder, association jobs, Ray."""

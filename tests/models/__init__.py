@@ -1,0 +1,1 @@
+"""The real models: detection, embedding, calibration, analysis."""

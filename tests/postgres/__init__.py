@@ -1,0 +1,1 @@
+"""The PostgreSQL store on a throwaway server (skipped where PostgreSQL is not installed)."""

@@ -1,0 +1,1 @@
+"""The store: SQLite, FAISS indexes, migrations, erasure, crashes and concurrency."""

@@ -1,0 +1,1 @@
+"""Unit tests without models: vision helpers and the benchmark package."""
