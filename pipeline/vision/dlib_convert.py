@@ -361,6 +361,24 @@ def _padded_to(b: _GraphBuilder, tensor: str, shape: tuple[int, int, int], to: t
     return b.node("Pad", [tensor, b.const(pads, "pads")], "pad", mode="constant")
 
 
+def _affines_folded(layers: list[Layer]) -> list[Layer]:
+    """The layers with each affine that directly follows a con folded into the con's weights
+    (gamma * (W x + b) + beta = (gamma W) x + (gamma b + beta)); any other affine is kept."""
+    out: list[Layer] = []
+    for layer in layers:
+        if layer.kind == "affine" and out and out[-1].kind == "con":
+            con = out[-1]
+            gamma, beta = layer.weights["gamma"], layer.weights["beta"]
+            weight = con.weights["weight"] * gamma.reshape(-1, 1, 1, 1)
+            bias = con.weights["bias"] * gamma + beta
+            out[-1] = Layer(
+                "con", con.settings, {"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)}
+            )
+            continue
+        out.append(layer)
+    return out
+
+
 def resnet_onnx(net: DlibResnet) -> onnx.ModelProto:
     """The network as an ONNX model: input ``chip`` N x 3 x S x S float RGB 0-255, output
     ``descriptor`` N x 128."""
@@ -373,7 +391,7 @@ def resnet_onnx(net: DlibResnet) -> onnx.ModelProto:
     x = b.node("Mul", [x, b.const(np.array(1.0 / 256.0, np.float32), "scale")], "scaled")
     shape = (3, size, size)
     tags: dict[int, tuple[str, tuple[int, int, int]]] = {}
-    for layer in net.layers:
+    for layer in _affines_folded(net.layers):
         s = layer.settings
         if layer.kind == "con":
             w, bias = layer.weights["weight"], layer.weights["bias"]

