@@ -2,7 +2,7 @@
 
     python benchmarks/bench_postgres_servers.py [--requests 1500] [--clients 6] [--out FILE]
 
-A throwaway PostgreSQL server (tests/postgres/pgserver.py) holds one collection of 500 synthetic
+A throwaway PostgreSQL server (tests/support/pgserver.py) holds one collection of 500 synthetic
 128-d faces and a user with 20 of them, written through the store directly. For each server count,
 that many `facepipe serve --no-auth --store ...` processes start on it; ``--clients`` client
 threads of this process (the lean JSON 1.1 client of ``facepipe bench``'s server suite, one
@@ -27,9 +27,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "postgres"))
-
-from pgserver import TempPostgres, free_port  # noqa: E402
+sys.path.insert(0, str(REPO))  # tests.support, when run as a script
 
 from pipeline.bench.suite_server import (  # noqa: E402
     http_call,
@@ -39,6 +37,8 @@ from pipeline.bench.suite_server import (  # noqa: E402
 )
 from pipeline.store import NewFace  # noqa: E402
 from pipeline.store.postgres import PostgresStore  # noqa: E402
+from tests.support.pgserver import TempPostgres  # noqa: E402
+from tests.support.server import free_port  # noqa: E402
 
 DIM = 128
 OPERATIONS: dict[str, dict[str, Any]] = {

@@ -3,7 +3,7 @@ process to its application in another process's index.
 
     python benchmarks/bench_postgres_store.py [--rounds 3] [--faces 10000] [--out results/postgres.json]
 
-A throwaway PostgreSQL server is started on a loopback port (tests/postgres/pgserver.py; fsync on,
+A throwaway PostgreSQL server is started on a loopback port (tests/support/pgserver.py; fsync on,
 synchronous_commit on), so both stores make durable commits on the same disk. Rounds alternate
 between the backends (SQLite, PostgreSQL, SQLite, ...), each on a fresh store, in this process:
 
@@ -36,17 +36,15 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "postgres"))
-sys.path.insert(0, str(REPO / "tests" / "service"))
-
-from pgserver import TempPostgres  # noqa: E402
-from synthetic_faces import LinearEngine, index_vectors  # noqa: E402
+sys.path.insert(0, str(REPO))  # tests.support, when run as a script
 
 from pipeline.bench.machine import cpu_model  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.service import FacePipe  # noqa: E402
 from pipeline.store import NewFace  # noqa: E402
 from pipeline.store.postgres import PostgresStore  # noqa: E402
+from tests.support.pgserver import TempPostgres  # noqa: E402
+from tests.support.synthetic_faces import LinearEngine, index_vectors  # noqa: E402
 
 DIM = 128
 

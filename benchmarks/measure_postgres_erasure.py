@@ -2,7 +2,7 @@
 
     python benchmarks/measure_postgres_erasure.py [--faces 300] [--deleted 46]
 
-Starts a throwaway server (tests/postgres/pgserver.py), stores ``--faces`` synthetic 128-d faces,
+Starts a throwaway server (tests/support/pgserver.py), stores ``--faces`` synthetic 128-d faces,
 deletes ``--deleted`` of them spread over the table (every 7th, plus the last ones) and scans the
 raw files for the first 64 bytes of each deleted vector: the faces table's heap file and the WAL
 segments, after a CHECKPOINT so the pages are on disk. States: before the deletion, right after
@@ -22,12 +22,11 @@ import numpy as np
 import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "postgres"))
-
-from pgserver import TempPostgres  # noqa: E402
+sys.path.insert(0, str(REPO))  # tests.support, when run as a script
 
 from pipeline.store import NewFace  # noqa: E402
 from pipeline.store.postgres import PostgresStore  # noqa: E402
+from tests.support.pgserver import TempPostgres  # noqa: E402
 
 DIM = 128
 
