@@ -56,6 +56,8 @@ __all__ = [
 
 _UserCentroids = tuple[int, list[str], list[int], np.ndarray]
 """(users_version, user ids, face counts, centroids (U, D)) of one collection."""
+SNAPSHOT_DIRNAME = "snapshots"
+"""Folder of a data directory holding a PostgreSQL store's local index snapshots."""
 _EVERY_COLLECTION = -1
 """The erasure-epoch key bumped when every collection's centroids are dropped (ids are positive)."""
 
@@ -209,7 +211,8 @@ class Store:
 
 def open_store(settings: Settings) -> Store:
     """The store ``settings`` name: PostgreSQL when settings.store is a postgresql:// URL
-    (pipeline.store.postgres), else SQLite + FAISS under settings.data_dir."""
+    (pipeline.store.postgres; its local index snapshots under settings.data_dir/SNAPSHOT_DIRNAME),
+    else SQLite + FAISS under settings.data_dir."""
     threshold = DEFAULT_ANN_THRESHOLD if settings.ann_threshold is None else settings.ann_threshold
     if settings.store:
         try:
@@ -218,7 +221,9 @@ def open_store(settings: Settings) -> Store:
             raise InternalServerError(
                 f"a PostgreSQL store needs psycopg ({exc}): pip install 'facepipe[postgresql]'"
             ) from exc
-        return PostgresStore(settings.store, ann_threshold=threshold)
+        return PostgresStore(
+            settings.store, ann_threshold=threshold, snapshot_dir=settings.data_dir / SNAPSHOT_DIRNAME
+        )
     return Store(settings.data_dir, ann_threshold=threshold)
 
 

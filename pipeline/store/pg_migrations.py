@@ -5,7 +5,9 @@ change-log positions are identity columns (a sequence: monotonic, never reused),
 centroids are float32 little-endian ``bytea`` stored ``PLAIN`` (in the row itself: never compressed,
 never moved out to a TOAST table, so a deleted vector has one place in the heap to be vacuumed from).
 Two tables exist only here: ``facepipe_meta`` holds ``schema_version`` (the last migration applied)
-and ``signatures`` the SigV4 signatures seen by any server sharing the database (the replay guard).
+and ``store_id`` (a random UUID naming this database in servers' local index snapshots: a database
+dropped and created again gets a new one), and ``signatures`` the SigV4 signatures seen by any
+server sharing the database (the replay guard).
 
 Opening takes a transaction-level advisory lock, so servers that start together migrate once; a
 database whose version is newer than the last migration known here was written by a newer facepipe
@@ -83,6 +85,13 @@ CREATE TABLE tokens (
 );
 CREATE TABLE signatures (signature text PRIMARY KEY, expires_at double precision NOT NULL);
 CREATE INDEX signatures_by_expiry ON signatures (expires_at)
+""",
+    ),
+    Migration(
+        2,
+        "store id",
+        """
+INSERT INTO facepipe_meta (key, value) VALUES ('store_id', gen_random_uuid()::text) ON CONFLICT (key) DO NOTHING
 """,
     ),
 )

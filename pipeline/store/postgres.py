@@ -67,6 +67,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from pipeline.errors import InternalServerError, ResourceAlreadyExistsException, ResourceNotFoundException
 from pipeline.store import Store
 from pipeline.store.db import LOG_KEEP, blob_to_vector, face_insert_values, vector_to_blob
+from pipeline.store.files import private_directory
 from pipeline.store.index import DEFAULT_ANN_THRESHOLD, CollectionIndex, IndexSet
 from pipeline.store.interface import FaceStore, StoreTransaction
 from pipeline.store.pg_migrations import MIGRATIONS, SCHEMA_VERSION
@@ -102,6 +103,9 @@ RETRY_ATTEMPTS = 5
 SIGNATURE_SWEEP_S = 60.0
 """How often a process deletes expired replay-guard signatures."""
 _ADVISORY_MIGRATION_KEY = 0x66616365  # "face": serialises the migration of one database
+SNAPSHOT_MIN_FACES = 10_000
+"""Fewest faces an index must hold to be saved as a local snapshot (smaller ones are read from the
+database in a fraction of a second, and keep no copy of their vectors on local disk)."""
 _VACUUMED_TABLES = ("faces", "users")
 """The tables that hold vectors (faces) and centroids (users)."""
 
@@ -579,10 +583,13 @@ class PostgresDatabase:
         with first:
             try:
                 self._migrate(first)
+                row = first.execute("SELECT value FROM facepipe_meta WHERE key = 'store_id'").fetchone()
             except psycopg.Error as exc:
                 raise InternalServerError(
                     f"the PostgreSQL store {self.where} could not apply facepipe's schema: {_one_line(exc)}"
                 ) from exc
+        self.store_id = str(row[0]) if row else ""
+        """The database's random UUID (facepipe_meta.store_id): names this database's snapshots."""
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
             min_size=POOL_MIN,
@@ -905,21 +912,113 @@ class SharedReplayGuard:
         return "new" if self.database.remember_signature(signature.hex(), expires_at, now) else "seen"
 
 
+class SnapshotIndexes(IndexSet):
+    """The IndexSet of a PostgreSQL store, whose saved files are this server's local snapshots.
+
+    Rule kept here: a collection's snapshot file exists only while the index in memory is the
+    file's index or a later state of it with no face removed since (``saved``); whenever
+    ``current`` returns an index that is not (faces erased, or rebuilt because the snapshot was
+    older than the compacted log), the file is removed first.
+    """
+
+    def __init__(self, index_dir: Path | None, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
+        super().__init__(index_dir, ann_threshold=ann_threshold, saved_kinds=("flat", "pq"))
+        self.loads = 0
+        """How many indexes were opened from a snapshot file."""
+        self.file_seqs: dict[int, int] = {}
+        """Per collection: the change-log position of its snapshot file, as written or read here."""
+
+    def current(self, tx: Any, coll: CollectionRow) -> CollectionIndex:
+        """The collection's index brought up to the snapshot of ``tx`` (lock_for held)."""
+        idx = super().current(tx, coll)
+        if not idx.saved:
+            self.drop_snapshot(coll.id)
+        return idx
+
+    def _load(self, coll: CollectionRow, floor: int, head: int) -> CollectionIndex | None:
+        idx = super()._load(coll, floor, head)
+        if idx is not None:
+            self.loads += 1
+            self.file_seqs[coll.id] = idx.applied_seq
+        return idx
+
+    def save(self, idx: CollectionIndex) -> None:
+        """Write the index as its collection's snapshot (0600, atomically)."""
+        super().save(idx)
+        if idx.saved:
+            self.file_seqs[idx.collection_id] = idx.applied_seq
+
+    def purge_saved(self, collection_id: int) -> None:
+        """Remove the collection's snapshot file and any half-written one."""
+        self.file_seqs.pop(collection_id, None)
+        super().purge_saved(collection_id)
+
+    def is_saved(self, idx: CollectionIndex) -> bool:
+        """Whether the snapshot file holds exactly ``idx`` (same faces, same log position)."""
+        return idx.saved and self.file_seqs.get(idx.collection_id) == idx.applied_seq
+
+    def _snapshot_path(self, collection_id: int) -> Path | None:
+        return None if self.index_dir is None else self.index_dir / f"collection-{collection_id}.faiss"
+
+    def has_snapshot(self, collection_id: int) -> bool:
+        """Whether a snapshot file of the collection exists."""
+        path = self._snapshot_path(collection_id)
+        return path is not None and path.is_file()
+
+    def drop_snapshot(self, collection_id: int) -> None:
+        """Remove the collection's snapshot file (nothing when there is none)."""
+        path = self._snapshot_path(collection_id)
+        self.file_seqs.pop(collection_id, None)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def snapshot_ids(self) -> list[int]:
+        """The collection ids that have a snapshot file, in id order."""
+        if self.index_dir is None or not self.index_dir.is_dir():
+            return []
+        ids = []
+        for path in self.index_dir.glob("collection-*.faiss"):
+            with contextlib.suppress(ValueError):
+                ids.append(int(path.name[len("collection-") : -len(".faiss")]))
+        return sorted(ids)
+
+
 class PostgresStore(Store):
     """The FaceStore on PostgreSQL: the SQLite Store's behaviour (FAISS per collection in memory,
     centroid cache, erasure after deleting writes) on a :class:`PostgresDatabase`, plus the change
     listener and the shared SigV4 replay guard.
 
-    No index file is kept on local disk: another server's deletion could not remove it, so every
-    process builds its indexes from the database (about 1 s per 100k faces here).
+    Local snapshots (``snapshot_dir``, a folder of the server's data directory; None: none): an
+    index of at least ``snapshot_min_faces`` faces is saved there (0600, atomically, with the
+    change-log position it reflects) when the store closes and when a quantized index has been
+    built. Opening loads every snapshot and replays only the change log after its position; a
+    snapshot older than the log's compacted floor, of a collection that no longer exists (ids are
+    never reused in a database), or of another database (the folder is named by its store_id) is
+    removed and the index built from the database instead. Erasure: a snapshot never keeps a face
+    this process knows deleted: the server that deletes removes the file inside the deleting
+    transaction; the others remove it when they apply the deletion (the notification, or the
+    listener's catch-up after a reconnection); a server that was stopped removes it when it
+    starts, before serving.
     """
 
-    def __init__(self, url: str, ann_threshold: int = DEFAULT_ANN_THRESHOLD, listen: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        ann_threshold: int = DEFAULT_ANN_THRESHOLD,
+        listen: bool = True,
+        snapshot_dir: Path | None = None,
+        snapshot_min_faces: int = SNAPSHOT_MIN_FACES,
+    ) -> None:
         # Store's attributes, with the PostgreSQL database in place of the SQLite file
         self.data_dir = Path()
         self.database = PostgresDatabase(url)
         self.db = self.database  # type: ignore[assignment]  # Store's db: db.Database's methods
-        self.indexes = IndexSet(None, ann_threshold=ann_threshold)
+        self.snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
+        index_dir = None
+        if self.snapshot_dir is not None and self.database.store_id:
+            index_dir = self.snapshot_dir / f"postgresql-{self.database.store_id}"
+        self.indexes: SnapshotIndexes = SnapshotIndexes(index_dir, ann_threshold=ann_threshold)
+        self.snapshot_min_faces = snapshot_min_faces
         self._centroids = {}
         self._centroids_lock = threading.Lock()
         self._erasure_epochs = {}
@@ -927,6 +1026,10 @@ class PostgresStore(Store):
         if listen:
             self.listener = ChangeListener(url, self._apply_change, self._resync)
             self.listener.start()
+        if self.indexes.snapshot_ids():
+            if self.listener is not None:  # hear deletions committed while the snapshots load
+                self.listener.listening.wait(CONNECT_TIMEOUT_S)
+            self._open_snapshots()
 
     def remember_signature(self, signature: str, expires_at: float, now: float | None = None) -> bool:
         """See PostgresDatabase.remember_signature (the SigV4 replay guard shared by all servers)."""
@@ -953,9 +1056,11 @@ class PostgresStore(Store):
 
     def _apply_change(self, collection_id: int) -> None:
         """A write committed on ``collection_id`` (by any process): drop its cached centroids, and
-        forget its index (collection deleted) or catch the index up (erasing deleted faces)."""
+        forget its index and snapshot (collection deleted) or catch the index up (erasing deleted
+        faces, and removing the snapshot when it held one). A snapshot of a collection not in
+        memory is opened for that (so that a deletion cannot stay in it)."""
         self._drop_centroids(collection_id)
-        if not self.indexes.holds(collection_id):
+        if not self.indexes.holds(collection_id) and not self.indexes.has_snapshot(collection_id):
             return
         with self.indexes.lock_for(collection_id), self.read() as tx:
             coll = tx.find_collection_by_id(collection_id)
@@ -965,20 +1070,83 @@ class PostgresStore(Store):
                 self.indexes.current(tx, coll)  # PostgresTx has db.Tx's methods
 
     def _resync(self) -> None:
-        """After the listener reconnects: apply every held collection (missed notifications)."""
+        """After the listener reconnects: apply every held collection and every snapshot
+        (notifications were missed)."""
         self._drop_centroids(None)
-        for idx in self.indexes.cached():
-            self._apply_change(idx.collection_id)
+        held = {idx.collection_id for idx in self.indexes.cached()}
+        for collection_id in sorted(held | set(self.indexes.snapshot_ids())):
+            self._apply_change(collection_id)
+
+    @property
+    def snapshots_loaded(self) -> int:
+        """How many indexes this store opened from a local snapshot."""
+        return self.indexes.loads
+
+    def _open_snapshots(self) -> None:
+        """Open every snapshot file: load it and replay the change log after its position, or
+        remove it (collection gone, snapshot older than the compacted log, unreadable)."""
+        for collection_id in self.indexes.snapshot_ids():
+            started = time.perf_counter()
+            loads = self.indexes.loads
+            with self.indexes.lock_for(collection_id), self.read() as tx:
+                coll = tx.find_collection_by_id(collection_id)
+                if coll is None:
+                    self.indexes.forget(collection_id)
+                    log.info("snapshot of deleted collection %s removed", collection_id)
+                    continue
+                idx = self.indexes.current(tx, coll)
+            if self.indexes.loads > loads:
+                log.info(
+                    "collection %s: index of %d faces opened from its snapshot in %.2f s",
+                    coll.name,
+                    idx.live_count,
+                    time.perf_counter() - started,
+                )
+            else:
+                log.info("collection %s: snapshot discarded, index rebuilt from the database", coll.name)
 
     def _save_if_due(self, idx: CollectionIndex) -> None:
-        """Nothing: a PostgreSQL store keeps no index files (see the class docstring)."""
-        idx.save_due = False
+        """Save a quantized index just built as a snapshot (call with its lock held)."""
+        if idx.save_due:
+            idx.save_due = False
+            self._save_snapshot(idx)
+
+    def _save_snapshot(self, idx: CollectionIndex) -> None:
+        """Write ``idx`` as its collection's snapshot when snapshots are on, it is large enough and
+        the file does not already hold exactly it (call with lock_for held, idx just caught up: a
+        deletion committed after the catch-up removes the file when it is applied)."""
+        if self.snapshot_dir is None or idx.live_count < self.snapshot_min_faces:
+            return
+        if self.indexes.is_saved(idx):
+            return
+        private_directory(self.snapshot_dir)
+        self.indexes.save(idx)
+
+    def save_snapshots(self) -> None:
+        """Bring every index held in memory up to date and save it as a snapshot (see the class
+        docstring); a deleted collection's index is forgotten instead."""
+        if self.snapshot_dir is None:
+            return
+        for held in self.indexes.cached():
+            with self.indexes.lock_for(held.collection_id):
+                with self.read() as tx:
+                    coll = tx.find_collection_by_id(held.collection_id)
+                    if coll is None:
+                        self.indexes.forget(held.collection_id)
+                        continue
+                    idx = self.indexes.current(tx, coll)
+                self._save_snapshot(idx)
 
     def close(self) -> None:
-        """Stop the listener and close the pool (no index is saved)."""
-        if self.listener is not None:
-            self.listener.stop()
-        self.database.close()
+        """Save the snapshots (when on), stop the listener and close the pool."""
+        try:
+            self.save_snapshots()
+        except (InternalServerError, OSError):
+            log.exception("saving the index snapshots failed; the next start rebuilds those indexes")
+        finally:
+            if self.listener is not None:
+                self.listener.stop()
+            self.database.close()
 
 
 if TYPE_CHECKING:  # mypy checks that the PostgreSQL backend keeps the store contract
