@@ -7,16 +7,18 @@ the same status.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import REPO_ROOT
-from tests.support.cli import Runner, running_server
+from tests.support.cli import Result, Runner, running_server
 
 FORMATS = ("json", "text", "table")
 
@@ -70,28 +72,39 @@ def populated(server: tuple[str, Path], sample_images: Path) -> tuple[str, Path]
     return url, data_dir
 
 
-def _three_ways(facepipe: Runner, aws: Runner, store: tuple[str, Path], *args: str) -> None:
-    """aws remote, facepipe remote and facepipe local give the same status, stdout and stderr."""
+def _three_ways(
+    facepipe: Runner, aws: Runner, store: tuple[str, Path], *args: str, status: int = 0
+) -> Result:
+    """aws remote, facepipe remote and facepipe local exit with ``status`` and print the same stdout
+    and stderr (a success prints a result and no error; a failure prints an error and no result).
+    Returns the AWS CLI's Result for the caller to check what was printed."""
     url, data_dir = store
     theirs = aws(*args, "--endpoint-url", url)
+    assert theirs.status == status, (args, theirs)
+    if status == 0:
+        assert theirs.stdout.strip() and theirs.stderr == "", (args, theirs)
+    else:
+        assert theirs.stdout == "" and theirs.stderr.strip(), (args, theirs)
     remote = facepipe(*args, "--endpoint-url", url)
     local = facepipe(*args, "--data-dir", str(data_dir))
     assert remote == theirs, args
     assert local == theirs, args
+    return theirs
 
 
 @pytest.mark.parametrize("output", FORMATS)
 def test_list_collections_formats(
     output: str, facepipe: Runner, aws: Runner, populated: tuple[str, Path]
 ) -> None:
-    _three_ways(facepipe, aws, populated, "list-collections", "--output", output)
+    listed = _three_ways(facepipe, aws, populated, "list-collections", "--output", output)
+    assert all(f"cli-{number}" in listed.stdout for number in range(3)), listed.stdout
 
 
 @pytest.mark.parametrize("output", FORMATS)
 def test_list_faces_formats_with_pagination(
     output: str, facepipe: Runner, aws: Runner, populated: tuple[str, Path]
 ) -> None:
-    _three_ways(
+    listed = _three_ways(
         facepipe,
         aws,
         populated,
@@ -103,20 +116,25 @@ def test_list_faces_formats_with_pagination(
         "--output",
         output,
     )
+    assert listed.stdout.count("t1") == 6, listed.stdout  # every face of the 6-face photo, over 2 pages
 
 
 def test_table_in_colour(facepipe: Runner, aws: Runner, populated: tuple[str, Path]) -> None:
-    _three_ways(facepipe, aws, populated, "list-collections", "--output", "table", "--color", "on")
+    table = _three_ways(facepipe, aws, populated, "list-collections", "--output", "table", "--color", "on")
+    assert "\x1b[" in table.stdout and "cli-2" in table.stdout
 
 
 def test_describe_collection_with_timestamp(
     facepipe: Runner, aws: Runner, populated: tuple[str, Path]
 ) -> None:
-    _three_ways(facepipe, aws, populated, "describe-collection", "--collection-id", "cli-1")
+    described = _three_ways(facepipe, aws, populated, "describe-collection", "--collection-id", "cli-1")
+    fields = json.loads(described.stdout)
+    assert fields["FaceCount"] == 6 and fields["CollectionARN"].endswith("collection/cli-1")
+    assert abs(fields["CreationTimestamp"] - time.time()) < 3600  # AWS CLI v1: seconds since the epoch
 
 
 def test_query(facepipe: Runner, aws: Runner, populated: tuple[str, Path]) -> None:
-    _three_ways(
+    matching = _three_ways(
         facepipe,
         aws,
         populated,
@@ -126,7 +144,8 @@ def test_query(facepipe: Runner, aws: Runner, populated: tuple[str, Path]) -> No
         "--output",
         "text",
     )
-    _three_ways(
+    assert matching.stdout.split() == ["cli-1"]
+    table = _three_ways(
         facepipe,
         aws,
         populated,
@@ -138,6 +157,7 @@ def test_query(facepipe: Runner, aws: Runner, populated: tuple[str, Path]) -> No
         "--output",
         "table",
     )
+    assert table.stdout.count("t1") == 6, table.stdout
 
 
 def test_search_faces(facepipe: Runner, aws: Runner, populated: tuple[str, Path]) -> None:
@@ -153,8 +173,10 @@ def test_search_faces(facepipe: Runner, aws: Runner, populated: tuple[str, Path]
         "--endpoint-url",
         url,
     )
-    first = face_ids.stdout.split()[0]
-    _three_ways(
+    assert face_ids.status == 0, face_ids.stderr
+    ids = face_ids.stdout.split()
+    assert len(ids) == 6
+    searched = _three_ways(
         facepipe,
         aws,
         populated,
@@ -162,21 +184,24 @@ def test_search_faces(facepipe: Runner, aws: Runner, populated: tuple[str, Path]
         "--collection-id",
         "cli-1",
         "--face-id",
-        first,
+        ids[0],
         "--face-match-threshold",
         "0",
     )
+    found = json.loads(searched.stdout)
+    assert found["SearchedFaceId"] == ids[0]
+    assert sorted(m["Face"]["FaceId"] for m in found["FaceMatches"]) == sorted(ids[1:])
 
 
 def test_service_error_text_and_status(facepipe: Runner, aws: Runner, populated: tuple[str, Path]) -> None:
-    _three_ways(facepipe, aws, populated, "describe-collection", "--collection-id", "nope")
-    url, _ = populated
-    result = aws("describe-collection", "--collection-id", "nope", "--endpoint-url", url)
-    assert result.status == 255 and "(ResourceNotFoundException)" in result.stderr
+    failed = _three_ways(
+        facepipe, aws, populated, "describe-collection", "--collection-id", "nope", status=255
+    )
+    assert "(ResourceNotFoundException)" in failed.stderr and "nope" in failed.stderr
 
 
 def test_validation_error_text_and_status(facepipe: Runner, aws: Runner, populated: tuple[str, Path]) -> None:
-    _three_ways(
+    failed = _three_ways(
         facepipe,
         aws,
         populated,
@@ -187,7 +212,9 @@ def test_validation_error_text_and_status(facepipe: Runner, aws: Runner, populat
         "u",
         "--face-ids",
         "not-a-face-id",
+        status=255,
     )
+    assert "(InvalidParameterException)" in failed.stderr
 
 
 def test_real_aws_executable_and_facepipe_executable_agree(populated: tuple[str, Path]) -> None:
