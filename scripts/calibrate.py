@@ -19,7 +19,8 @@ independent, and 37 identities make few independent draws.
 Usage:  python scripts/calibrate.py [--data ../shared/data/faces] [--flip] [--write]
 --write stores the anchors in models/<pack>.json (``calibration``; with --flip ``calibration_flip``),
 the tables in models/calibration.md (calibration-flip.md) and the reliability plot under
-benchmarks/results/<date>-calibration/.
+benchmarks/results/<date>-calibration/; for a pack other than the default, in
+models/calibration-<pack>.md and benchmarks/results/<date>-calibration-<pack>/.
 """
 
 from __future__ import annotations
@@ -511,11 +512,21 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         day = dt.date.today().isoformat()
         suffix = "-flip" if args.flip else ""
-        plot = REPO / "benchmarks" / "results" / f"{day}-calibration" / f"reliability{suffix}.png"
+        # packs other than the default get their own report and plot folder
+        pack_suffix = "" if args.pack == "default" else f"-{args.pack}"
+        folder = f"{day}-calibration{pack_suffix}"
+        plot = REPO / "benchmarks" / "results" / folder / f"reliability{suffix}.png"
         reliability_plot(pairs, calibration, held_out, plot)
-        doc = REPO / "models" / f"calibration{suffix}.md"
+        doc = REPO / "models" / f"calibration{pack_suffix}{suffix}.md"
+        flip_note = (
+            "These anchors are stored as `calibration_flip` and used when FACEPIPE_FLIP_EMBEDDINGS=1.\n\n"
+            if args.flip
+            else f"Flip-averaged embeddings (FACEPIPE_FLIP_EMBEDDINGS=1) have their own fit: `calibration{pack_suffix}-flip.md`.\n\n"
+            if (REPO / "models" / f"calibration{pack_suffix}-flip.md").is_file()
+            else "Flip-averaged embeddings have no fit of their own for this pack (the plain anchors apply).\n\n"
+        )
         doc.write_text(
-            "# Similarity calibration\n\n"
+            f"# Similarity calibration{'' if args.pack == 'default' else f': pack {args.pack}'}\n\n"
             "Similarity is a piecewise-linear map of the cosine similarity of two embeddings: 0 at cosine -1, "
             "100 at cosine 1, and through the anchors below, fitted by `scripts/calibrate.py` on every pair of "
             f"the {len(paths)} images of `shared/data/faces/labels.csv` ({n_gen:,} pairs of one person, "
@@ -530,12 +541,8 @@ def main(argv: list[str] | None = None) -> int:
             "both ways), the anchors fitted on one half's strangers and measured on the other's.\n\n"
             f"Images without a face: {len(missing)} ({', '.join(missing) or 'none'}).\n\n"
             f"Figures: {summary}.\n\n"
-            f"Reliability plot: `benchmarks/results/{day}-calibration/reliability{suffix}.png`.\n\n"
-            + (
-                "These anchors are stored as `calibration_flip` and used when FACEPIPE_FLIP_EMBEDDINGS=1.\n\n"
-                if args.flip
-                else "Flip-averaged embeddings (FACEPIPE_FLIP_EMBEDDINGS=1) have their own fit: `calibration-flip.md`.\n\n"
-            )
+            f"Reliability plot: `benchmarks/results/{folder}/reliability{suffix}.png`.\n\n"
+            + flip_note
             + text,
             encoding="utf-8",
         )
