@@ -196,9 +196,10 @@ def _loop(folder: Path, data_dir: Path) -> tuple[int, int, int]:
 def _job(folder: Path, data_dir: Path, engine: str, preload: bool = True) -> tuple[int, int, int]:
     """`facepipe index-folder` through its entry point; returns (images, faces, failed). Without
     ``preload`` the models load inside the job, as in a `facepipe index-folder` process."""
+    from pipeline.cli.jobs import index_folder_main
     from pipeline.config import Settings
     from pipeline.jobs.analyzers import engine_threads
-    from pipeline.jobs.cli import DEFAULT_LOCAL_WORKERS, index_folder_main
+    from pipeline.jobs.runner import DEFAULT_LOCAL_WORKERS
     from pipeline.vision.engine import get_engine
 
     settings = Settings.from_env(data_dir=data_dir)

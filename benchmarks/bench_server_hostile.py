@@ -65,9 +65,7 @@ class Server:
         env = dict(os.environ, FACEPIPE_CREDENTIALS=f"{KEY_ID}:{SECRET}")
         if source is not None:
             env["PYTHONPATH"] = str(source)
-        code = (
-            "import sys; from pipeline.cli.serve import serve_main; sys.exit(serve_main(sys.argv[1:]))"
-        )
+        code = "import sys; from pipeline.cli.serve import serve_main; sys.exit(serve_main(sys.argv[1:]))"
 
         def limit_files() -> None:
             if nofile:

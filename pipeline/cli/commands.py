@@ -44,10 +44,10 @@ OWN_COMMANDS: dict[str, OwnCommand] = {
         "run the Rekognition-compatible HTTP server (for --endpoint-url, boto3, SDKs)",
     ),
     "index-folder": OwnCommand(
-        "pipeline.jobs.cli", "index_folder_main", "index every image of a folder (resumable batch job)"
+        "pipeline.cli.jobs", "index_folder_main", "index every image of a folder (resumable batch job)"
     ),
     "associate-job": OwnCommand(
-        "pipeline.jobs.cli", "associate_job_main", "associate faces with users in bulk (batch job)"
+        "pipeline.cli.jobs", "associate_job_main", "associate faces with users in bulk (batch job)"
     ),
     "bench": OwnCommand("pipeline.cli.bench", "bench_main", "run the benchmarks"),
 }

@@ -4,5 +4,6 @@
 - associate / manifest / cluster: `facepipe associate-job`, manifests and proposed users;
 - analyzers / ray_engine: where the models run (local worker threads, or Ray actors);
 - ledger, naming, progress, calls: the job ledger, ExternalImageIds and tokens, progress output,
-  paginated service calls; cli: the two commands' argument parsing and exit statuses.
+  paginated service calls; runner: the jobs as typed entry points (their command lines are
+  pipeline.cli.jobs).
 """

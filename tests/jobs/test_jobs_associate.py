@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from pipeline.cli.jobs import associate_job_main
 from pipeline.errors import ResourceNotFoundException
 from pipeline.jobs.analyzers import LocalAnalyzer
 from pipeline.jobs.associate import run_associate_job
-from pipeline.jobs.cli import associate_job_main
 from pipeline.jobs.cluster import propose_users, write_proposals
 from pipeline.jobs.index_folder import index_folder
 from pipeline.jobs.ledger import JobLedger

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.jobs.cli import associate_job_main, index_folder_main
+from pipeline.cli.jobs import associate_job_main, index_folder_main
 
 
 def test_missing_collection_is_a_service_error(

@@ -21,7 +21,7 @@ COPIES = 24
 
 
 def cli_command(folder: Path, data_dir: Path, report: Path, cache: Path) -> tuple[list[str], dict[str, str]]:
-    code = "import sys; from pipeline.jobs.cli import index_folder_main; sys.exit(index_folder_main(sys.argv[1:]))"
+    code = "import sys; from pipeline.cli.jobs import index_folder_main; sys.exit(index_folder_main(sys.argv[1:]))"
     argv = [sys.executable, "-c", code, str(folder), "--collection-id", "photos", "--create-collection"]
     argv += ["--data-dir", str(data_dir), "--report", str(report), "--batch-size", "2", "--workers", "1"]
     env = {
