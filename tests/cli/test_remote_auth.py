@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def test_signed_requests_from_environment_credentials(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     ours = facepipe("list-collections", "--endpoint-url", url)
     assert ours.status == 0, ours.stderr
+    assert json.loads(ours.stdout)["CollectionIds"] == [] and ours.stderr == ""
     assert ours == aws("list-collections", "--endpoint-url", url)
 
 
@@ -42,6 +44,7 @@ def test_signed_requests_from_a_profile(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
     ours = facepipe("list-collections", "--endpoint-url", url, "--profile", "tester")
     assert ours.status == 0, ours.stderr
+    assert json.loads(ours.stdout)["CollectionIds"] == [] and ours.stderr == ""
     assert ours == aws("list-collections", "--endpoint-url", url, "--profile", "tester")
 
 

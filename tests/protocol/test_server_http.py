@@ -158,13 +158,14 @@ def test_aws_cli_unsigned_and_unknown_key(signed_server: ThreadServer, tmp_path:
     unsigned = subprocess.run(
         [*base, "--no-sign-request"], capture_output=True, text=True, env=env, timeout=120
     )
-    assert unsigned.returncode != 0 and "MissingAuthenticationTokenException" in unsigned.stderr
+    assert unsigned.returncode == 255 and "(MissingAuthenticationTokenException)" in unsigned.stderr
     env.update(AWS_ACCESS_KEY_ID="AKIDUNKNOWN", AWS_SECRET_ACCESS_KEY="nope")
     unknown = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
-    assert unknown.returncode != 0 and "UnrecognizedClientException" in unknown.stderr
+    assert unknown.returncode == 255 and "(UnrecognizedClientException)" in unknown.stderr
     env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET)
     good = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
     assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["CollectionIds"] == [] and good.stderr == ""
 
 
 def test_body_size_cap(memory_service: MemoryService) -> None:

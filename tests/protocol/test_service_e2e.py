@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -158,7 +159,9 @@ def test_aws_cli_on_the_real_service(real_server: ThreadServer, sample_images: P
     def aws(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*base, *args], capture_output=True, text=True, env=env, timeout=120)
 
-    assert aws("create-collection", "--collection-id", "cli-real").returncode == 0
+    created = aws("create-collection", "--collection-id", "cli-real")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["CollectionArn"].endswith("collection/cli-real")
     indexed = aws(
         "index-faces",
         "--collection-id",
@@ -173,9 +176,10 @@ def test_aws_cli_on_the_real_service(real_server: ThreadServer, sample_images: P
     assert indexed.returncode == 0, indexed.stderr
     assert indexed.stdout.strip() == "2"
     listed = aws("list-faces", "--collection-id", "cli-real", "--query", "length(Faces)")
+    assert listed.returncode == 0, listed.stderr
     assert listed.stdout.strip() == "2"
     bad = aws("search-faces", "--collection-id", "cli-real", "--face-id", "not-a-uuid")
-    assert bad.returncode == 255 and "InvalidParameterException" in bad.stderr
+    assert bad.returncode == 255 and "(InvalidParameterException)" in bad.stderr and bad.stdout == ""
 
 
 def test_fuzzed_requests_on_the_real_service(real_server: ThreadServer, sample_images: Path) -> None:
