@@ -1,5 +1,7 @@
 """Hypothesis state machine: operations in any order, with reopenings, keep the store's invariants,
-and no byte of the data directory ever holds a deleted face's vector or a deleted user's centroid."""
+SearchFaces returns what an exact search over the model's vectors returns (on the exact index and,
+past the test store's small ANN threshold, on the quantized one), and no byte of the data
+directory ever holds a deleted face's vector or a deleted user's centroid."""
 
 from __future__ import annotations
 
@@ -17,11 +19,14 @@ from pipeline.config import Settings
 from pipeline.service import FacePipe
 from pipeline.store.index import MIN_ANN_THRESHOLD
 from tests.support.erasure import files_holding
-from tests.support.synthetic_faces import DIM, LinearEngine, index_vectors
+from tests.support.synthetic_faces import DIM, LinearEngine, index_vectors, unit
 
 USERS = ["u1", "u2", "u3"]
 KINDS_SEEN: set[str] = set()
 """Index kinds the machine's runs searched with (checked by the last test of this module)."""
+SEARCHES = ((0.0, 4096), (20.0, 3))
+"""(FaceMatchThreshold, MaxFaces) of the searches checked after every step: every other face, and
+the best few above a threshold."""
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -31,13 +36,17 @@ class StoreMachine(RuleBasedStateMachine):
         self.fp = self._open()
         self.fp.call("CreateCollection", {"CollectionId": "c"})
         self.faces: dict[str, str | None] = {}  # FaceId -> UserId
+        self.vectors: dict[str, np.ndarray] = {}  # FaceId -> unit vector as stored
         self.users: set[str] = set()
         self.counter = 0
         # start just below the ANN threshold: the first indexing steps cross into the quantized
         # index, and deletions cross back
         start = np.random.default_rng(0).normal(size=(MIN_ANN_THRESHOLD - 1, DIM))
-        for face_id in index_vectors(self.fp, "c", list(start), prefix="start-"):
+        for face_id, vector in zip(
+            index_vectors(self.fp, "c", list(start), prefix="start-"), start, strict=True
+        ):
             self.faces[face_id] = None
+            self.vectors[face_id] = unit(vector)
         self.kinds: set[str] = set()
         self.erased: list[np.ndarray] = []  # vectors and centroids deleted so far
 
@@ -51,8 +60,11 @@ class StoreMachine(RuleBasedStateMachine):
         self.counter += 1
         rng = np.random.default_rng([seed, self.counter])  # never the same vector twice
         vectors = [rng.normal(size=DIM) for _ in range(count)]
-        for face_id in index_vectors(self.fp, "c", vectors, prefix=f"m{self.counter}-"):
+        for face_id, vector in zip(
+            index_vectors(self.fp, "c", vectors, prefix=f"m{self.counter}-"), vectors, strict=True
+        ):
             self.faces[face_id] = None
+            self.vectors[face_id] = unit(vector)
 
     @rule(data=st.data())
     def delete(self, data: st.DataObject) -> None:
@@ -66,6 +78,7 @@ class StoreMachine(RuleBasedStateMachine):
         if self.faces[face_id] is None:
             assert out["DeletedFaces"] == [face_id]
             del self.faces[face_id]
+            del self.vectors[face_id]
             self.erased.append(vector)
         else:
             assert out["UnsuccessfulFaceDeletions"][0]["Reasons"] == ["ASSOCIATED_TO_AN_EXISTING_USER"]
@@ -137,7 +150,32 @@ class StoreMachine(RuleBasedStateMachine):
             labels = {r.label for r in tx.list_faces(coll, 0, 100_000)}
         index = store.index_of(coll)
         assert set(index.labels().tolist()) == labels
-        self.kinds.add(index.kind)
+
+    def exact_matches(self, face_id: str, threshold: float, max_faces: int) -> list[tuple[str, float]]:
+        """(FaceId, Similarity) that SearchFaces must return, by exact search over the model's vectors."""
+        query = self.vectors[face_id]
+        others = sorted(
+            ((other, float(np.dot(query, v))) for other, v in self.vectors.items() if other != face_id),
+            key=lambda pair: -pair[1],
+        )
+        similarities = [(other, min(100.0, max(0.0, 100.0 * cosine))) for other, cosine in others]
+        return [(other, s) for other, s in similarities if s >= threshold][:max_faces]
+
+    @invariant()
+    def search_matches_exact_search(self) -> None:
+        if not self.faces:
+            return
+        for face_id in (min(self.faces), max(self.faces)):
+            for threshold, max_faces in SEARCHES:
+                params = {"CollectionId": "c", "FaceId": face_id, "FaceMatchThreshold": threshold}
+                out = self.fp.call("SearchFaces", {**params, "MaxFaces": max_faces})
+                found = [(m["Face"]["FaceId"], m["Similarity"]) for m in out["FaceMatches"]]
+                expected = self.exact_matches(face_id, threshold, max_faces)
+                assert [f for f, _ in found] == [f for f, _ in expected], (threshold, max_faces)
+                assert np.allclose([s for _, s in found], [s for _, s in expected], atol=1e-3)
+        with self.fp.store.read() as tx:
+            coll = tx.collection("c")
+        self.kinds.add(self.fp.store.index_of(coll).kind)
 
     def teardown(self) -> None:
         KINDS_SEEN.update(self.kinds)
@@ -152,7 +190,8 @@ TestStoreMachine.settings = settings(
 
 
 def test_machine_runs_reached_both_index_kinds() -> None:
-    """The runs above crossed the ANN threshold: the quantized index was checked, not only the exact one."""
+    """The runs above crossed the ANN threshold: searches were checked on the quantized index, not
+    only on the exact one."""
     if not KINDS_SEEN:
         pytest.skip("run together with TestStoreMachine")
     assert {"flat", "pq"} == KINDS_SEEN
