@@ -12,7 +12,6 @@ import contextlib
 import io
 import os
 import random
-import subprocess
 import sys
 from collections.abc import Callable
 
@@ -20,8 +19,7 @@ import awscli.clidriver
 import pytest
 
 from pipeline.cli.main import main as facepipe_main
-from tests.support import REPO_ROOT
-from tests.support.cli import Result, Runner
+from tests.support.cli import Result, Runner, run_command
 
 
 def _capture(call: Callable[[], int | None], seed: int) -> Result:
@@ -75,14 +73,8 @@ def facepipe_process() -> Runner:
     """``facepipe_process(*args, env=None)``: run `facepipe <args>` as a separate process."""
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Result:
-        completed = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli.main", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=REPO_ROOT,
-            env={**os.environ, **(env or {})},
+        return run_command(
+            [sys.executable, "-m", "pipeline.cli.main", *args], {**os.environ, **(env or {})}, timeout
         )
-        return Result(completed.returncode, completed.stdout, completed.stderr)
 
     return run

@@ -8,8 +8,6 @@ the same status.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -17,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO_ROOT
-from tests.support.cli import Result, Runner, running_server
+from tests.support.cli import AWS_CLI, Result, Runner, aws_env, run_command, running_server
 
 FORMATS = ("json", "text", "table")
 
@@ -35,40 +32,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 def populated(server: tuple[str, Path], sample_images: Path) -> tuple[str, Path]:
     """The server after the AWS CLI created three collections and indexed t1.jpg into cli-1."""
     url, data_dir = server
-    env = {
-        **os.environ,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "k",
-        "AWS_SECRET_ACCESS_KEY": "s",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    }
-    aws = [sys.executable, "-m", "awscli", "rekognition"]
+    env, aws = aws_env(), [*AWS_CLI, "rekognition"]
     for number in range(3):
-        subprocess.run(
-            [*aws, "create-collection", "--collection-id", f"cli-{number}", "--endpoint-url", url],
-            env=env,
-            check=True,
-            capture_output=True,
+        created = run_command(
+            [*aws, "create-collection", "--collection-id", f"cli-{number}", "--endpoint-url", url], env
         )
+        assert created.status == 0, created.stderr
     image = f"fileb://{sample_images / 't1.jpg'}"
-    subprocess.run(
-        [
-            *aws,
-            "index-faces",
-            "--collection-id",
-            "cli-1",
-            "--image-bytes",
-            image,
-            "--external-image-id",
-            "t1",
-            "--endpoint-url",
-            url,
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    indexed = run_command(
+        [*aws, "index-faces", "--collection-id", "cli-1", "--image-bytes", image,
+         "--external-image-id", "t1", "--endpoint-url", url, "--query", "length(FaceRecords)"],
+        env,
+    )  # fmt: skip
+    assert indexed.status == 0 and indexed.stdout.strip() == "6", indexed
     return url, data_dir
 
 
@@ -220,26 +196,10 @@ def test_validation_error_text_and_status(facepipe: Runner, aws: Runner, populat
 def test_real_aws_executable_and_facepipe_executable_agree(populated: tuple[str, Path]) -> None:
     """The installed-command view: separate processes, as the user types them."""
     url, _ = populated
-    env = {
-        **os.environ,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "k",
-        "AWS_SECRET_ACCESS_KEY": "s",
-    }
+    env = aws_env(AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s")
     args = ["list-collections", "--endpoint-url", url, "--output", "table"]
-    theirs = subprocess.run(
-        [sys.executable, "-m", "awscli", "rekognition", *args], capture_output=True, text=True, env=env
-    )
-    ours = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-    )
-    assert (
-        (ours.returncode, ours.stdout, ours.stderr)
-        == (theirs.returncode, theirs.stdout, theirs.stderr)
-        == (0, theirs.stdout, "")
-    )
+    theirs = run_command([*AWS_CLI, "rekognition", *args], env)
+    ours = run_command([sys.executable, "-m", "pipeline.cli.main", *args], env)
+    assert ours == theirs
+    assert ours.status == 0 and ours.stderr == ""
     assert "cli-2" in ours.stdout
