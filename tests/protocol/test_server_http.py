@@ -7,11 +7,8 @@ import contextlib
 import http.client
 import json
 import logging
-import os
 import random
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +18,7 @@ from botocore import UNSIGNED
 from botocore.exceptions import ClientError
 
 from pipeline.protocol.sigv4 import SigV4Verifier
+from tests.support.cli import AWS_CLI, aws_env, run_command
 from tests.support.memory_service import MemoryService
 from tests.support.server import (
     ACCESS_KEY_ID,
@@ -30,8 +28,6 @@ from tests.support.server import (
     rekognition_client,
     serve_service_in_thread,
 )
-
-AWS_CLI = Path(sys.executable).with_name("aws")
 
 
 def target(op: str) -> dict[str, str]:
@@ -74,43 +70,18 @@ def test_unparameterised_client_gets_clean_errors(open_server: ThreadServer) -> 
 
 
 def test_aws_cli_against_the_server(open_server: ThreadServer, tmp_path: Path) -> None:
-    env = dict(
-        os.environ,
-        AWS_ACCESS_KEY_ID="x",
-        AWS_SECRET_ACCESS_KEY="y",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=str(tmp_path / "none"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-    )
-    base = [str(AWS_CLI), "rekognition", "--endpoint-url", open_server.url, "--output", "json"]
-    ok = subprocess.run(
-        [*base, "create-collection", "--collection-id", "cli"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert ok.returncode == 0, ok.stderr
+    env = aws_env()
+    base = [*AWS_CLI, "rekognition", "--endpoint-url", open_server.url, "--output", "json"]
+    ok = run_command([*base, "create-collection", "--collection-id", "cli"], env)
+    assert ok.status == 0, ok.stderr
     assert json.loads(ok.stdout)["CollectionArn"].endswith("collection/cli")
     image = tmp_path / "face.bin"
     image.write_bytes(b"\xff\xff\xff\x00")
-    detected = subprocess.run(
-        [*base, "detect-faces", "--image-bytes", f"fileb://{image}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert detected.returncode == 0, detected.stderr
+    detected = run_command([*base, "detect-faces", "--image-bytes", f"fileb://{image}"], env)
+    assert detected.status == 0, detected.stderr
     assert len(json.loads(detected.stdout)["FaceDetails"]) == 3
-    missing = subprocess.run(
-        [*base, "describe-collection", "--collection-id", "nope"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert missing.returncode == 255  # AWS CLI v1: service errors exit 255
+    missing = run_command([*base, "describe-collection", "--collection-id", "nope"], env)
+    assert missing.status == 255 and missing.stdout == ""  # AWS CLI v1: service errors exit 255
     assert (
         "An error occurred (ResourceNotFoundException) when calling the DescribeCollection operation: The collection id: nope does not exist"
         in missing.stderr
@@ -147,24 +118,14 @@ def test_expired_signature_is_refused(memory_service: MemoryService) -> None:
     assert memory_service.calls == []
 
 
-def test_aws_cli_unsigned_and_unknown_key(signed_server: ThreadServer, tmp_path: Path) -> None:
-    env = dict(
-        os.environ,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=str(tmp_path / "none"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-    )
-    base = [str(AWS_CLI), "rekognition", "list-collections", "--endpoint-url", signed_server.url]
-    unsigned = subprocess.run(
-        [*base, "--no-sign-request"], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert unsigned.returncode == 255 and "(MissingAuthenticationTokenException)" in unsigned.stderr
-    env.update(AWS_ACCESS_KEY_ID="AKIDUNKNOWN", AWS_SECRET_ACCESS_KEY="nope")
-    unknown = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
-    assert unknown.returncode == 255 and "(UnrecognizedClientException)" in unknown.stderr
-    env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET)
-    good = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
-    assert good.returncode == 0, good.stderr
+def test_aws_cli_unsigned_and_unknown_key(signed_server: ThreadServer) -> None:
+    base = [*AWS_CLI, "rekognition", "list-collections", "--endpoint-url", signed_server.url]
+    unsigned = run_command([*base, "--no-sign-request"], aws_env())
+    assert unsigned.status == 255 and "(MissingAuthenticationTokenException)" in unsigned.stderr
+    unknown = run_command(base, aws_env(AWS_ACCESS_KEY_ID="AKIDUNKNOWN", AWS_SECRET_ACCESS_KEY="nope"))
+    assert unknown.status == 255 and "(UnrecognizedClientException)" in unknown.stderr
+    good = run_command(base, aws_env(AWS_ACCESS_KEY_ID=ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET))
+    assert good.status == 0, good.stderr
     assert json.loads(good.stdout)["CollectionIds"] == [] and good.stderr == ""
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from pipeline.config import Settings
 from pipeline.service import FacePipe
+from tests.support.cli import AWS_CLI, Result, aws_env, run_command
 from tests.support.server import (
     ThreadServer,
     free_port,
@@ -24,7 +23,6 @@ from tests.support.server import (
     serve_service_in_thread,
 )
 
-AWS_CLI = Path(sys.executable).with_name("aws")
 BUCKET = "photos"
 
 
@@ -145,22 +143,15 @@ def test_service_errors_reach_boto3_as_modelled_exceptions(
     assert c.describe_collection(CollectionId="errors")["FaceCount"] == 0
 
 
-def test_aws_cli_on_the_real_service(real_server: ThreadServer, sample_images: Path, tmp_path: Path) -> None:
-    env = dict(
-        os.environ,
-        AWS_ACCESS_KEY_ID="x",
-        AWS_SECRET_ACCESS_KEY="y",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=str(tmp_path / "none"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-    )
-    base = [str(AWS_CLI), "rekognition", "--endpoint-url", real_server.url, "--output", "json"]
+def test_aws_cli_on_the_real_service(real_server: ThreadServer, sample_images: Path) -> None:
+    env = aws_env()
+    base = [*AWS_CLI, "rekognition", "--endpoint-url", real_server.url, "--output", "json"]
 
-    def aws(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*base, *args], capture_output=True, text=True, env=env, timeout=120)
+    def aws(*args: str) -> Result:
+        return run_command([*base, *args], env, timeout_s=120)
 
     created = aws("create-collection", "--collection-id", "cli-real")
-    assert created.returncode == 0, created.stderr
+    assert created.status == 0, created.stderr
     assert json.loads(created.stdout)["CollectionArn"].endswith("collection/cli-real")
     indexed = aws(
         "index-faces",
@@ -173,13 +164,13 @@ def test_aws_cli_on_the_real_service(real_server: ThreadServer, sample_images: P
         "--query",
         "length(FaceRecords)",
     )
-    assert indexed.returncode == 0, indexed.stderr
+    assert indexed.status == 0, indexed.stderr
     assert indexed.stdout.strip() == "2"
     listed = aws("list-faces", "--collection-id", "cli-real", "--query", "length(Faces)")
-    assert listed.returncode == 0, listed.stderr
+    assert listed.status == 0, listed.stderr
     assert listed.stdout.strip() == "2"
     bad = aws("search-faces", "--collection-id", "cli-real", "--face-id", "not-a-uuid")
-    assert bad.returncode == 255 and "(InvalidParameterException)" in bad.stderr and bad.stdout == ""
+    assert bad.status == 255 and "(InvalidParameterException)" in bad.stderr and bad.stdout == ""
 
 
 def test_fuzzed_requests_on_the_real_service(real_server: ThreadServer, sample_images: Path) -> None:
