@@ -4,7 +4,9 @@ The driver (the process running the job) walks the folder, reads and hashes each
 the bytes of files that need work to a pool of actors; each actor holds one face engine (model
 sessions loaded once) and returns the decoded size and faces of a batch of images. Results come
 back in walk order and only the driver writes: the store and the ledger have exactly one writer.
-Files therefore only need to be readable by the driver, and every node needs facepipe installed.
+Files therefore only need to be readable by the driver, and every node needs facepipe installed;
+only the driver needs to reach the store (a shared PostgreSQL store included): actors are not
+given its URL.
 
 Each actor asks Ray for ``num_cpus`` CPUs, and for one GPU when the provider is 'cuda'.
 """
@@ -40,6 +42,13 @@ def import_ray() -> Any:
     except ImportError:
         raise InvalidParameterException(RAY_MISSING) from None
     return ray
+
+
+def actor_settings(settings: Settings, threads: int) -> Settings:
+    """The settings an actor gets: the engine's, with ``threads`` ONNX Runtime threads and without
+    the store URL (actors never open the store, and the URL may hold a password that Ray would
+    otherwise carry to every node and keep with the actor's definition)."""
+    return replace(settings, threads=threads, store=None)
 
 
 class _FaceActor:
@@ -90,11 +99,12 @@ class RayAnalyzer:
         self.batch_size = max(1, batch_size)
         self.max_image_bytes = max_image_bytes
         threads = max(1, threads_per_actor)
-        actor_settings = replace(settings, threads=threads)
         remote_actor = ray.remote(_FaceActor).options(
             num_cpus=threads, num_gpus=1 if settings.provider == "cuda" else 0
         )
-        self.actors = [remote_actor.remote(actor_settings, max_image_bytes) for _ in range(actors)]
+        self.actors = [
+            remote_actor.remote(actor_settings(settings, threads), max_image_bytes) for _ in range(actors)
+        ]
         self._readers = ThreadPoolExecutor(
             max_workers=max(1, reader_threads), thread_name_prefix="facepipe-read"
         )
