@@ -32,7 +32,13 @@ class BoundingBox:
     width: float
     height: float
 
+    @property
+    def area(self) -> float:
+        """Box area as a fraction of the image area."""
+        return self.width * self.height
+
     def to_api(self) -> dict[str, float]:
+        """The Rekognition BoundingBox shape (the only place it is written)."""
         return {"Width": self.width, "Height": self.height, "Left": self.left, "Top": self.top}
 
 
@@ -89,7 +95,7 @@ class DetectedFace:
     @property
     def area(self) -> float:
         """Box area as a fraction of the image area."""
-        return self.bounding_box.width * self.bounding_box.height
+        return self.bounding_box.area
 
     def to_face_detail(self) -> dict[str, Any]:
         """The Rekognition FaceDetail for Attributes=DEFAULT."""

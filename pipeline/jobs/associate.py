@@ -94,7 +94,7 @@ def _largest_face_by_external_id(fp: FacePipe, collection_id: str, wanted: set[s
         external_id = face.external_image_id
         if external_id is None or external_id not in wanted:
             continue
-        area = face.bounding_box.width * face.bounding_box.height
+        area = face.bounding_box.area
         current = best.get(external_id)
         # Largest area wins; equal areas are broken by FaceId so the choice is deterministic.
         if current is None or (area, face.face_id) > current:

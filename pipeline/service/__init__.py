@@ -11,6 +11,14 @@ bytes), validates it against botocore's Rekognition model plus the constraints b
 check (max lengths, list sizes, ranges, patterns), runs it, and returns the response as boto3
 returns it (without ResponseMetadata; timestamps as datetime). Errors are
 pipeline.errors.RekognitionError subclasses.
+
+Inside, one module per family (collections, faces, users, search, analysis_ops) holds typed cores
+that jobs, bench and tests call directly (``faces.index_images``, ``faces.list_faces``,
+``users.associate``, ``search.search_faces``, ...; they return the dataclasses of ``results``)
+and thin handlers registered with ``@operation`` that read params, call the core and shape the
+response with ``responses``. ``selection`` is the one rule that picks an image's faces,
+``pagination`` the one NextToken scheme, ``common`` the registry, the engine's interface and
+idempotent writes; the cores do not check requests against botocore's model (``call`` does).
 """
 
 from __future__ import annotations

