@@ -525,6 +525,13 @@ def main(argv: list[str] | None = None) -> int:
             if (REPO / "models" / f"calibration{pack_suffix}-flip.md").is_file()
             else "Flip-averaged embeddings have no fit of their own for this pack (the plain anchors apply).\n\n"
         )
+        other_packs = sorted(
+            f"`{p.name}`"
+            for p in (REPO / "models").glob("calibration-*.md")
+            if not p.name.endswith("-flip.md")
+        )
+        if not pack_suffix and other_packs:
+            flip_note += f"Optional packs have their own fits: {', '.join(other_packs)}.\n\n"
         doc.write_text(
             f"# Similarity calibration{'' if args.pack == 'default' else f': pack {args.pack}'}\n\n"
             "Similarity is a piecewise-linear map of the cosine similarity of two embeddings: 0 at cosine -1, "

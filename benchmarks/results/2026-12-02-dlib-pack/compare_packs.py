@@ -121,7 +121,8 @@ def conv_gflops(engine: FaceEngine) -> dict[str, float]:
 def embedding_cost(
     engines: dict[str, FaceEngine], crops: npt.NDArray[np.uint8], rounds: int
 ) -> dict[str, float]:
-    """Median milliseconds per face over interleaved rounds, one intra-op thread per session."""
+    """Milliseconds per face over interleaved rounds, one intra-op thread per session: the median
+    round, and the fastest (the least disturbed where other work shares the CPU)."""
     fused: Any = engines["dlib_fused"].stream_pack.embedder
     steps = {
         "sface (default pack)": engines["default"].stream_pack.embedder.embed,
@@ -136,7 +137,10 @@ def embedding_cost(
             started = time.perf_counter()
             run(crops)
             times[name].append((time.perf_counter() - started) * 1e3 / len(crops))
-    return {name: statistics.median(v) for name, v in times.items()}
+    return {
+        **{name: statistics.median(v) for name, v in times.items()},
+        **{f"{name}, fastest round": min(v) for name, v in times.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "faces")
     parser.add_argument("--cache", default="/tmp/facepipe-calibration")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--faces", type=int, default=64, help="aligned crops per timing round")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--faces", type=int, default=16, help="aligned crops per timing round")
     args = parser.parse_args(argv)
     labels = calibrate.read_labels(args.data)
     paths = [r["path"] for r in labels]
@@ -236,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     cost = results["ms_per_face_one_thread"]
     print("\n| embedding, one thread | ms per face | x SFace |\n|---|---:|---:|")
     for name, ms in cost.items():
-        print(f"| {name} | {ms:.1f} | {ms / cost['sface (default pack)']:.2f}x |")
+        base = cost["sface (default pack), fastest round" if "fastest" in name else "sface (default pack)"]
+        print(f"| {name} | {ms:.1f} | {ms / base:.2f}x |")
     print(f"\nGFLOPs per face: {json.dumps({k: round(v, 3) for k, v in results['gflops_per_face'].items()})}")
     print(f"wrote {out}")
     return 0
