@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real face photos are, and a fresh data directory per test."""
+"""Shared fixtures: where the real face photos are, the session's prepared-model cache, and a fresh
+data directory per test."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.vision.samples import find_sample_photos
+from tests.support import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FACES = REPO_ROOT.parent / "shared" / "data" / "faces"
 
 
@@ -31,6 +32,12 @@ def shared_faces() -> Path:
     if not (SHARED_FACES / "labels.csv").is_file():
         pytest.skip(f"labeled face photos not found at {SHARED_FACES} (only in the development checkout)")
     return SHARED_FACES
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Cache directory for the models prepared in this test session (shared by its engines)."""
+    return tmp_path_factory.mktemp("model-cache")
 
 
 @pytest.fixture()

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from pipeline.config import Settings
 from pipeline.jobs.ledger import JobLedger
 from pipeline.service import FacePipe
-
-BROKEN_FILES = ("empty.jpg", "notes.jpg", "truncated.jpg")
-"""Files of the photo folder that cannot be indexed."""
-
-
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Prepared-model cache shared by the session's engines."""
-    return tmp_path_factory.mktemp("jobs-model-cache")
+from tests.support.photos import photo_folder_with_broken_files
 
 
 @pytest.fixture()
@@ -48,21 +37,5 @@ def ledger(settings: Settings) -> Iterator[JobLedger]:
 
 @pytest.fixture()
 def photo_folder(tmp_path: Path, sample_images: Path) -> Path:
-    """A folder of real photos plus broken files.
-
-    Top level: t1.jpg (a group of 6 faces), Tom_Hanks_54745.png, the same photo as a 16-bit PNG
-    (indexed: 16-bit samples are accepted), and BROKEN_FILES (an empty file, a text file named
-    .jpg, a truncated JPEG). sub/: another copy of t1.jpg, only picked up by a recursive walk.
-    """
-    folder = tmp_path / "photos"
-    (folder / "sub").mkdir(parents=True)
-    shutil.copy(sample_images / "t1.jpg", folder / "t1.jpg")
-    shutil.copy(sample_images / "Tom_Hanks_54745.png", folder / "Tom_Hanks_54745.png")
-    tom = cv2.imread(str(sample_images / "Tom_Hanks_54745.png"), cv2.IMREAD_COLOR)
-    assert cv2.imwrite(str(folder / "tom_16bit.png"), tom.astype(np.uint16) * 257)
-    (folder / "empty.jpg").write_bytes(b"")
-    (folder / "notes.jpg").write_text("not an image\n")
-    data = (sample_images / "t1.jpg").read_bytes()
-    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
-    (folder / "sub" / "t1.jpg").write_bytes(data + b"\0copy")
-    return folder
+    """A folder of real photos plus broken files (tests.support.photos.photo_folder_with_broken_files)."""
+    return photo_folder_with_broken_files(tmp_path / "photos", sample_images)

@@ -17,7 +17,7 @@ from pipeline.jobs.analyzers import LocalAnalyzer
 from pipeline.jobs.index_folder import IndexOptions, index_folder
 from pipeline.jobs.ledger import JobLedger
 from pipeline.service import FacePipe
-from tests.jobs.conftest import BROKEN_FILES
+from tests.support.photos import BROKEN_FILES
 
 
 def run_job(

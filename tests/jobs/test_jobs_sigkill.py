@@ -15,8 +15,8 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.service import FacePipe
+from tests.support import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 COPIES = 24
 
 

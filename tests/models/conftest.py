@@ -1,4 +1,4 @@
-"""One engine for the model tests, with its prepared models in a per-session cache directory."""
+"""One engine for the model tests, its prepared models in the session's model_cache (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,6 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.vision.engine import FaceEngine, get_engine
-
-
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Cache directory for the prepared models of this test session."""
-    return tmp_path_factory.mktemp("model-cache")
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,7 @@ from pipeline.bench.vectors import (
 )
 from pipeline.cli.bench import bench_main
 from pipeline.store.index import DEFAULT_ANN_THRESHOLD
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO_ROOT
 
 
 def test_bytes_per_face() -> None:
@@ -141,7 +140,7 @@ def test_server_suite_quick_run(tmp_path: Path) -> None:
 
 
 def _script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
