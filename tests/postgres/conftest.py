@@ -1,4 +1,4 @@
-"""Fixtures for the PostgreSQL store tests: one real server per test session (tests/postgres/pgserver.py)
+"""Fixtures for the PostgreSQL store tests: one real server per test session (tests/support/pgserver.py)
 and a fresh database per test. Every test here skips, saying why, when PostgreSQL is not installed."""
 
 from __future__ import annotations
