@@ -212,8 +212,12 @@ def serve_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = server_options(args)
+    except ValueError as exc:  # the config file
+        print(f"facepipe serve: error: {exc}", file=sys.stderr)
+        return ExitStatus.USAGE_ERROR
+    try:
         started = serve(options)
-    except (ValueError, ServerOptionsError) as exc:
+    except ServerOptionsError as exc:
         print(f"facepipe serve: error: {exc}", file=sys.stderr)
         return ExitStatus.USAGE_ERROR
     except ServerStartError as exc:
