@@ -18,8 +18,9 @@ import onnxruntime as ort
 import pytest
 
 from pipeline.config import Settings
-from pipeline.errors import InvalidParameterException, RekognitionError
+from pipeline.errors import InternalServerError, InvalidParameterException, RekognitionError
 from pipeline.service import FacePipe
+from pipeline.vision import packs
 from pipeline.vision.align import align_face
 from pipeline.vision.dlib_align import CHIP_TEMPLATE, CROP_TO_CHIP, chips_from_crops
 from pipeline.vision.dlib_convert import DlibFormatError, converted_path, read_dlib_resnet
@@ -157,6 +158,22 @@ def test_conversion_matches_dlib_itself_when_installed(
     model = dlib.face_recognition_model_v1(str(weights))
     theirs = np.array([model.compute_face_descriptor(np.ascontiguousarray(c[..., ::-1])) for c in chips])
     assert _cosines(_run(dlib_session, chips), theirs).min() >= 0.999
+
+
+def test_missing_weights_are_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = read_manifest(DLIB_FUSED_PACK)
+    missing = {
+        "package": "face_recognition_models_absent",
+        "path": "face_recognition_models_absent/models/x.dat",
+    }
+    absent = {**manifest, "dlib": {**manifest["dlib"], **missing}}
+    monkeypatch.setattr(
+        packs, "read_manifest", lambda name: absent if name == DLIB_FUSED_PACK else read_manifest(name)
+    )
+    with pytest.raises(InternalServerError, match=r"dlib_fused.*pip install 'facepipe\[dlib\]'"):
+        packs.load_pack(DLIB_FUSED_PACK, ["CPUExecutionProvider"], 1, tmp_path)
+    # nothing was prepared: the weights are looked for before any model loads
+    assert not (tmp_path / "models").exists()
 
 
 def test_chip_template_maps_the_arcface_template() -> None:
