@@ -1,12 +1,18 @@
 """One FAISS index per collection, kept in step with SQLite through the change log.
 
-Vectors are unit length, so inner product is cosine similarity. A collection's index is exact
-(``IndexFlatIP``) up to ``ann_threshold`` faces; above it, a scan of 4-bit product-quantized codes
-(``IndexPQFastScan``, one sub-quantizer per dimension) picks candidates that are then re-ranked
-exactly against the stored vectors (``IndexRefineFlat``). Both are wrapped in ``IndexIDMap`` with the
-faces' int64 labels as ids. Before every search the index applies the changes logged since it was
-last brought up to date, so processes sharing one data directory always search what has been
-committed.
+Vectors are unit length, so inner product is cosine similarity. Which index a collection gets:
+
+- up to ``ann_threshold`` faces (default 100,000): exact search (``IndexFlatIP``), every match found;
+- above it: a scan of 4-bit product-quantized codes, one sub-quantizer per two dimensions
+  (``IndexPQFastScan``, 32 bytes per 128-d face), whose best candidates are re-ranked exactly
+  against the stored float vectors (``IndexRefineFlat``), so every returned score is the exact
+  cosine. How many candidates are re-ranked is measured when the index is built
+  (:func:`tune_candidates`: enough for 99% of the true 100 nearest neighbours of sampled faces to
+  be among them), saved with the index, and scaled with the collection's size as faces are added.
+
+Both are wrapped in ``IndexIDMap`` with the faces' int64 labels as ids. Before every search the
+index applies the changes logged since it was last brought up to date, so processes sharing one
+data directory always search what has been committed.
 
 Removed faces are erased from the index, not filtered: their float vectors (the flat index, the
 re-ranking store) and their quantized codes are overwritten with zeros and the index shrinks.
@@ -15,12 +21,15 @@ written only under the database's write lock and after catching up to its head, 
 that deletes faces of the collection removes the file in that same lock (see :class:`Store`), so a
 saved index never holds a deleted face.
 
-Why a quantized scan and not a graph: face embeddings are high-dimensional and their matches sit
-only moderately closer than strangers, which is where graph indexes lose their way. On 1M
-face-shaped vectors, HNSW32 (efConstruction 240, efSearch 192) returned about half of the matches
-above Similarity 80 that exact search returns (recall@10 70%) in 1.7 ms; the quantized scan with
-1,000 re-ranked candidates returns all of them in about 3 ms on one core, at about 580 bytes per
-face, and builds in seconds instead of minutes.
+Why a flat scan of small codes, and not a graph or a coarse quantizer (IVF): the matches above
+Similarity 80 at a million faces are mostly strangers who happen to sit just above the threshold
+cosine (on face-shaped vectors, median 0.39 against a threshold of 0.37), and no partition of the
+space puts them near the query: with 512 k-means cells, probing the best 62.5% of them still
+missed 6% of the matches; HNSW32 returned about half of them. Every face has to be looked at; what
+can shrink is the bytes per look. Measured on 1M face-shaped vectors (AMD EPYC Zen 4, AVX2
+kernels, one core): 64-byte codes with 1,000 candidates 4.96 ms CPU per query, 32-byte codes with
+3,000 candidates 3.92 ms, both finding >= 99.7% of the matches; 16-byte codes found only 98% with
+20,000 candidates (see benchmarks/bench_search_scale.py for the full run).
 """
 
 from __future__ import annotations
@@ -42,11 +51,23 @@ from pipeline.store.files import make_private, private_directory
 from pipeline.store.records import CollectionRow
 
 PQ_CANDIDATES = 1000
-"""Fewest candidates the quantized scan hands to the exact re-ranking per query. On 1M face-shaped
-vectors: 1,000 candidates find 99.97% of the matches above Similarity 80 (2,000: 100%), about 3 ms
-per query on one core."""
-PQ_TRAINING_SAMPLE = 200_000
-"""Most vectors the product quantizer is trained on when the index is built."""
+"""Fewest candidates the quantized scan hands to the exact re-ranking per query (also the count of
+indexes saved before candidates were measured)."""
+PQ_MAX_CANDIDATES = 20_000
+"""Most candidates :func:`tune_candidates` chooses (re-ranking 20,000 costs about 4 ms on one core)."""
+PQ_TRAINING_SAMPLE = 65_536
+"""Most vectors the product quantizer is trained on (its 16 centroids per sub-quantizer are fitted on
+4,096 of them): training takes about 2 s on one core whatever the collection's size."""
+TUNING_QUERIES = 64
+"""Stored faces used as queries when the candidate count is measured."""
+TUNING_NEIGHBOURS = 100
+"""Exact nearest neighbours per tuning query the candidates must hold (SearchFaces' default MaxFaces
+is 80): a threshold search returns at most these, so holding them holds its matches."""
+TUNING_SHARE = 0.99
+"""Share of the tuning queries' exact neighbours the chosen candidate count holds. On 1M face-shaped
+vectors this finds 99.7% of the matches above Similarity 80 of fresh queries (the neighbours a
+search cannot return, those below its threshold, are the hardest to rank, so the share of matches
+found is higher than this)."""
 DEFAULT_ANN_THRESHOLD = 100_000
 """Collections with more faces than this are searched with the quantized scan; smaller ones exactly
 (exact search over 100k faces takes about 2 ms per query on one core and finds every match)."""
@@ -73,6 +94,10 @@ class CollectionIndex:
     index: Any
     """faiss.IndexIDMap over IndexFlatIP, or over IndexRefineFlat(IndexPQFastScan)."""
     applied_seq: int
+    candidates: int = PQ_CANDIDATES
+    """Quantized only: candidates re-ranked per query at ``tuned_faces`` faces (measured at build)."""
+    tuned_faces: int = 0
+    """Quantized only: faces the index held when ``candidates`` was measured (0: not measured)."""
     saved: bool = False
     """Whether the index file on disk holds exactly this index (quantized indexes only)."""
     save_due: bool = False
@@ -87,12 +112,21 @@ class CollectionIndex:
         """The labels in the index (int64, in index order)."""
         return np.asarray(faiss.vector_to_array(self.index.id_map), dtype=np.int64)
 
+    def candidates_now(self) -> int:
+        """Candidates to re-rank per query at the current size: the measured count, grown in
+        proportion to the faces added since it was measured (the near-threshold faces that compete
+        for the candidates grow with the collection)."""
+        if self.tuned_faces <= 0 or self.live_count <= self.tuned_faces:
+            return self.candidates
+        return -(-self.candidates * self.live_count // self.tuned_faces)
+
 
 def new_index(kind: str, dim: int, training: np.ndarray | None = None) -> Any:
     """An empty collection index for ``dim``-dimensional unit vectors, searched by inner product.
 
     ``kind`` "flat": exact search (faiss.IndexFlatIP). "pq": 4-bit product quantization with one
-    sub-quantizer per dimension (faiss.IndexPQFastScan) for the candidates, re-ranked exactly
+    sub-quantizer per two dimensions (faiss.IndexPQFastScan; per dimension when ``dim`` is odd) for
+    the candidates, re-ranked exactly
     (faiss.IndexRefineFlat, which keeps the float vectors); it is trained on ``training``
     ((N, dim) float32, required for "pq"). Both are wrapped in faiss.IndexIDMap: add vectors with
     ``add_with_ids(vectors (N, dim) float32, labels (N,) int64)``.
@@ -103,9 +137,75 @@ def new_index(kind: str, dim: int, training: np.ndarray | None = None) -> Any:
         raise ValueError(f"index kind must be 'flat' or 'pq'; got {kind!r}")
     if training is None or len(training) == 0:
         raise ValueError("a 'pq' index needs training vectors")
-    inner = faiss.IndexRefineFlat(faiss.IndexPQFastScan(dim, dim, 4, faiss.METRIC_INNER_PRODUCT))
-    inner.train(np.ascontiguousarray(training, dtype=np.float32))
+    subquantizers = dim // 2 if dim % 2 == 0 else dim
+    inner = faiss.IndexRefineFlat(faiss.IndexPQFastScan(dim, subquantizers, 4, faiss.METRIC_INNER_PRODUCT))
+    # one thread: k-means on 4,096 points per sub-quantizer gains nothing from more, and OpenMP's
+    # barriers on a busy machine made a 2-thread training 15x slower than a 1-thread one here
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        inner.train(np.ascontiguousarray(training, dtype=np.float32))
+    finally:
+        faiss.omp_set_num_threads(threads)
     return faiss.IndexIDMap(inner)
+
+
+def tune_candidates(index: Any, vectors: np.ndarray, labels: np.ndarray) -> int:
+    """Candidates a quantized ``index`` (new_index("pq"), holding ``vectors`` (N, dim) float32 under
+    ``labels`` (N,) int64) must re-rank per query, measured on its own faces.
+
+    TUNING_QUERIES evenly spaced stored faces are the queries; for each, its TUNING_NEIGHBOURS exact
+    nearest neighbours (itself left out) are found by brute force, and their ranks in the quantized
+    scan's order. The count is the TUNING_SHARE quantile of those ranks, within
+    PQ_CANDIDATES..PQ_MAX_CANDIDATES (and never more than N). Costs about 1 s at 1M faces on one core.
+    """
+    count = len(labels)
+    if count <= PQ_CANDIDATES:
+        return max(1, count)
+    picks = np.linspace(0, count - 1, min(TUNING_QUERIES, count)).astype(np.int64)
+    queries = np.ascontiguousarray(vectors[picks], dtype=np.float32)
+    want = min(TUNING_NEIGHBOURS + 1, count)
+    _, exact = faiss.knn(
+        queries, np.ascontiguousarray(vectors, dtype=np.float32), want, faiss.METRIC_INNER_PRODUCT
+    )
+    refine = faiss.downcast_index(index.index)
+    scan = min(PQ_MAX_CANDIDATES, count)
+    _, approximate = refine.base_index.search(queries, scan)  # positions, as ``exact``
+    ranks: list[int] = []
+    for row, position in enumerate(picks.tolist()):
+        order = {int(p): r for r, p in enumerate(approximate[row].tolist())}
+        ranks.extend(order.get(int(p), scan) for p in exact[row].tolist() if p != position and p >= 0)
+    if not ranks:
+        return PQ_CANDIDATES
+    needed = float(np.quantile(np.asarray(ranks, dtype=np.float64), TUNING_SHARE))
+    return int(min(count, PQ_MAX_CANDIDATES, max(PQ_CANDIDATES, np.ceil(needed))))
+
+
+def build_collection_index(
+    collection_id: int, dim: int, kind: str, labels: np.ndarray, vectors: np.ndarray, applied_seq: int
+) -> CollectionIndex:
+    """A collection index of ``kind`` holding ``vectors`` (N, dim) float32 under ``labels`` (N,) int64,
+    trained on a sample of them and with its candidate count measured ("pq")."""
+    index = new_index(kind, dim, training_sample(vectors) if kind == "pq" else None)
+    candidates = PQ_CANDIDATES
+    if len(labels):
+        faiss.omp_set_num_threads(BUILD_THREADS)
+        try:
+            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), labels)
+            if kind == "pq":
+                candidates = tune_candidates(index, vectors, labels)
+        finally:
+            faiss.omp_set_num_threads(1)
+    return CollectionIndex(
+        collection_id,
+        dim,
+        kind,
+        index,
+        applied_seq,
+        candidates=candidates,
+        tuned_faces=len(labels) if kind == "pq" else 0,
+        save_due=kind == "pq",
+    )
 
 
 def training_sample(vectors: np.ndarray) -> np.ndarray:
@@ -222,14 +322,7 @@ class IndexSet:
     def _build(self, tx: Tx, coll: CollectionRow, head: int) -> CollectionIndex:
         labels, vectors = tx.all_vectors(coll)
         kind = "pq" if len(labels) > self.ann_threshold else "flat"
-        index = new_index(kind, coll.dim, training_sample(vectors) if kind == "pq" else None)
-        if len(labels):
-            faiss.omp_set_num_threads(BUILD_THREADS)
-            try:
-                index.add_with_ids(vectors, labels)
-            finally:
-                faiss.omp_set_num_threads(1)
-        return CollectionIndex(coll.id, coll.dim, kind, index, head, save_due=kind == "pq")
+        return build_collection_index(coll.id, coll.dim, kind, labels, vectors, head)
 
     def _catch_up(self, tx: Tx, coll: CollectionRow, idx: CollectionIndex) -> int:
         """Apply the logged changes after idx.applied_seq; returns how many faces were erased."""
@@ -273,10 +366,11 @@ class IndexSet:
             order = np.argsort(-scores[lims[0] : lims[1]], kind="stable")[:k]
             return [(int(labels[i]), float(scores[i])) for i in order if scores[i] >= min_score]
         want = min(k, total)
+        candidates = idx.candidates_now()
         k_try = min(want, 64)
         while True:
             fetch = min(k_try, total)
-            params = faiss.IndexRefineSearchParameters(k_factor=max(2.0, PQ_CANDIDATES / fetch))
+            params = faiss.IndexRefineSearchParameters(k_factor=max(2.0, candidates / fetch))
             scores, labels = idx.index.search(q, fetch, params=params)
             hits = [(int(lab), float(s)) for s, lab in zip(scores[0], labels[0], strict=True) if lab >= 0]
             above = [h for h in hits if h[1] >= min_score]
@@ -302,7 +396,14 @@ class IndexSet:
             return
         private_directory(path.parent)
         header = json.dumps(
-            {"kind": idx.kind, "dim": idx.dim, "applied_seq": idx.applied_seq, "removed": []}
+            {
+                "kind": idx.kind,
+                "dim": idx.dim,
+                "applied_seq": idx.applied_seq,
+                "removed": [],
+                "candidates": idx.candidates,
+                "tuned_faces": idx.tuned_faces,
+            }
         ).encode()
         body = faiss.serialize_index(idx.index)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=self._temp_prefix(idx.collection_id))  # 0600
@@ -358,11 +459,20 @@ class IndexSet:
             index = faiss.deserialize_index(np.frombuffer(data[start + size :], dtype=np.uint8))
             kind, dim, applied_seq = str(header["kind"]), int(header["dim"]), int(header["applied_seq"])
             filtered = [int(label) for label in header["removed"]]
+            candidates = int(header.get("candidates", PQ_CANDIDATES))  # absent: saved before tuning
+            tuned_faces = int(header.get("tuned_faces", 0))
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, struct.error):
             return None  # unreadable or tampered: rebuilt from SQLite instead
-        if kind not in self.saved_kinds or dim != coll.dim or not floor <= applied_seq <= head:
+        if (
+            kind not in self.saved_kinds
+            or dim != coll.dim
+            or not floor <= applied_seq <= head
+            or candidates < 1
+        ):
             return None
-        idx = CollectionIndex(coll.id, coll.dim, kind, index, applied_seq, saved=True)
+        idx = CollectionIndex(
+            coll.id, coll.dim, kind, index, applied_seq, candidates, max(0, tuned_faces), saved=True
+        )
         if filtered:  # saved by an older facepipe, which kept removed faces in the index
             erase(idx, np.array(filtered, dtype=np.int64))
             self.purge_saved(coll.id)
