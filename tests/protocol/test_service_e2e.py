@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -17,9 +16,9 @@ from pipeline.service import FacePipe
 from tests.support.cli import AWS_CLI, Result, aws_env, run_command
 from tests.support.server import (
     ThreadServer,
-    free_port,
     raw_request,
     rekognition_client,
+    s3_bucket,
     serve_service_in_thread,
 )
 
@@ -27,30 +26,20 @@ BUCKET = "photos"
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
+def s3_endpoint(sample_images: Path) -> Iterator[str]:
     """A real S3 API (moto's server mode) on a loopback port, with one bucket of sample photos."""
-    moto_server = pytest.importorskip("moto.server")
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    hanks = (sample_images / "Tom_Hanks_54745.png").read_bytes()
+    with s3_bucket(BUCKET, {"people/hanks.png": hanks}) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
-def real_server(
-    tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, sample_images: Path
-) -> Iterator[ThreadServer]:
+def real_server(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterator[ThreadServer]:
     saved = {
         k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
     }
     os.environ.update(
         AWS_ACCESS_KEY_ID="s3-test", AWS_SECRET_ACCESS_KEY="s3-test", AWS_DEFAULT_REGION="us-east-1"
-    )
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_object(
-        Bucket=BUCKET, Key="people/hanks.png", Body=(sample_images / "Tom_Hanks_54745.png").read_bytes()
     )
     settings = Settings(data_dir=tmp_path_factory.mktemp("facepipe-home"), s3_endpoint_url=s3_endpoint)
     fp = FacePipe(settings)

@@ -22,7 +22,7 @@ from pipeline.config import (
 from pipeline.errors import ImageTooLargeException, InvalidS3ObjectException, ThrottlingException
 from pipeline.service import FacePipe
 from pipeline.vision.image import DECODE_BUDGET
-from tests.support.server import free_port
+from tests.support.server import s3_bucket
 from tests.support.synthetic_faces import DecodingEngine
 
 BUCKET = "photos"
@@ -94,22 +94,8 @@ def test_unreadable_s3_names_are_invalid_s3_object(local_s3: FacePipe, name: str
 @pytest.fixture(scope="module")
 def s3_endpoint(big_jpeg: bytes) -> Iterator[str]:
     """A real S3 API (moto's server mode) on a loopback port, holding big.jpg."""
-    moto_server = pytest.importorskip("moto.server")
-    import boto3
-
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", "s3-test")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "s3-test")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        port = free_port()
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        endpoint = f"http://127.0.0.1:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint)
-        s3.create_bucket(Bucket=BUCKET)
-        s3.put_object(Bucket=BUCKET, Key="big.jpg", Body=big_jpeg)
+    with s3_bucket(BUCKET, {"big.jpg": big_jpeg}) as endpoint:
         yield endpoint
-        server.stop()
 
 
 @pytest.mark.parametrize("name", ["big.jpg", "big\0.jpg", "x" * 1024, "nothing.jpg"])

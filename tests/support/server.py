@@ -3,6 +3,7 @@ GET /health answers, and the protocol app served by uvicorn on a thread of the t
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -12,13 +13,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import pytest
 import uvicorn
 from botocore.config import Config
 
@@ -265,3 +267,28 @@ def rekognition_client(url: str, key: str = ACCESS_KEY_ID, secret: str = SECRET,
         aws_secret_access_key=secret,
         config=Config(**{"retries": {"max_attempts": 1}, **config}),
     )
+
+
+@contextlib.contextmanager
+def s3_bucket(bucket: str, objects: Mapping[str, bytes]) -> Iterator[str]:
+    """A real S3 API (moto's server mode) on a free loopback port holding ``bucket`` with ``objects``
+    (key: bytes); yields its endpoint URL. The test skips when moto's server mode is not installed."""
+    moto_server = pytest.importorskip("moto.server")
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://{LOOPBACK}:{port}"
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="s3-test",
+            aws_secret_access_key="s3-test",
+        )
+        s3.create_bucket(Bucket=bucket)
+        for key, body in objects.items():
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+        yield endpoint
+    finally:
+        server.stop()
