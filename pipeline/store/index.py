@@ -138,7 +138,11 @@ def new_index(kind: str, dim: int, training: np.ndarray | None = None) -> Any:
     if training is None or len(training) == 0:
         raise ValueError("a 'pq' index needs training vectors")
     subquantizers = dim // 2 if dim % 2 == 0 else dim
-    inner = faiss.IndexRefineFlat(faiss.IndexPQFastScan(dim, subquantizers, 4, faiss.METRIC_INNER_PRODUCT))
+    inner = faiss.IndexRefineFlat(
+        # blocks of 32 faces, FAISS's default: blocks of 64 scanned 15% faster (1M faces, AVX2), but
+        # FAISS 1.15's code packer misplaces codes in them, and erase() moves codes with it
+        faiss.IndexPQFastScan(dim, subquantizers, 4, faiss.METRIC_INNER_PRODUCT)
+    )
     # one thread: k-means on 4,096 points per sub-quantizer gains nothing from more, and OpenMP's
     # barriers on a busy machine made a 2-thread training 15x slower than a 1-thread one here
     threads = faiss.omp_get_max_threads()
@@ -246,7 +250,8 @@ def erase(idx: CollectionIndex, labels: np.ndarray) -> int:
         rows[last] = 0.0
         count -= 1
     quantized.ntotal = count
-    quantized.codes.resize(-(-count // packer.nvec) * packer.block_size)
+    quantized.ntotal2 = -(-count // packer.nvec) * packer.nvec  # the scan walks blocks up to ntotal2
+    quantized.codes.resize(quantized.ntotal2 // packer.nvec * packer.block_size)
     exact.ntotal = count
     exact.codes.resize(count * exact.code_size)
     refine.ntotal = count
