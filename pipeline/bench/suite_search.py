@@ -159,13 +159,16 @@ def run_search(ctx: BenchContext) -> SuiteResult:
         "fill_seconds": {k: round(v, 3) for k, v in fill_times.items()},
         "build_seconds": {k: round(v, 3) for k, v in build_times.items()},
         "p50_ms_by_size": curves,
+        # this faiss dispatches its SIMD kernels at run time (FAISS_SIMD_LEVEL; FAISS_OPT_LEVEL is ignored)
+        "faiss_simd_level": faiss.SIMDConfig.get_level_name(),
     }
     result.note = (
         f"{n_queries} held-out queries per size, searched one at a time (k={SEARCH_K}, FaceMatchThreshold "
         f"80 = cosine {cosine:.3f}); synthetic 128-d face-shaped vectors, identities of 1-6 faces, in a "
         f"real store. The store searches exactly up to {DEFAULT_ANN_THRESHOLD:,} faces and with the quantized scan above; "
         "'store' figures follow that switch, exact and ANN are measured at every size. Memory: serialized "
-        "index bytes per face; disk: SQLite (vectors included) plus the saved index file."
+        "index bytes per face; disk: SQLite (vectors included) plus the saved index file. FAISS kernels: "
+        f"{faiss.SIMDConfig.get_level_name()}."
     )
     if max(sizes) < 1_000_000:
         result.note += (
