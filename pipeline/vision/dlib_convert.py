@@ -4,8 +4,8 @@ The weights ship in the PyPI package ``face-recognition-models`` (public domain)
 not needed: :func:`read_dlib_resnet` reads dlib's serialization format in pure Python/numpy and
 :func:`resnet_onnx` writes the network as ONNX, so it runs in ONNX Runtime like the other models.
 
-The network is ``anet_type`` of dlib's ``dnn_face_recognition_ex.cpp`` (a ResNet-34 with 29
-convolutions): ``input_rgb_image_sized<150>`` -> con 32 7x7/2 -> affine -> relu -> max_pool 3x3/2
+The network is ``anet_type`` of dlib's ``dnn_face_recognition_ex.cpp`` (ResNet-34 with a few
+layers removed and half the filters: 29 convolutions): ``input_rgb_image_sized<150>`` -> con 32 7x7/2 -> affine -> relu -> max_pool 3x3/2
 -> residual levels of 32 (x3), 64 (x4), 128 (x3) and 256 (x4) channels, each level after the
 first starting with a stride-2 block whose shortcut is a 2x2/2 average pool -> global average pool
 -> fc 128 (no bias). dlib adds two tensors of different shapes by zero-padding the smaller one at
@@ -20,10 +20,9 @@ dlib's serialization (dlib/serialize.h, dlib/dnn/core.h, layers.h, tensor.h):
   alias_tensor: version 1, num_samples, k, nr, nc (a view into the layer's ``params``).
 * ``add_loss_layer``: version, the loss details, the subnetwork. ``add_layer``: version (2, or 3
   for the layer on the input), the subnetwork, the layer details, three flags and three tensors
-  (x_grad, cached output, params_grad; version 3, on the input layer, then its sample expansion
-  factor); tag and skip
-  layers: version 1 and the subnetwork, nothing else. So the file holds the wrappers' versions
-  outermost first, the input layer, then each layer's details innermost first.
+  (x_grad, cached output, params_grad; version 3: grad_final, then its sample expansion factor);
+  tag and skip layers: version 1 and the subnetwork, nothing else. So the file holds the
+  wrappers' versions outermost first, the input layer, then each layer's details innermost first.
 
 Graph input: N x 3 x 150 x 150 float RGB 0-255, a chip aligned as dlib's ``get_face_chip(img,
 shape, 150, 0.25)`` (pipeline.vision.dlib_align); output: N x 128 descriptors (dlib compares them
@@ -311,7 +310,7 @@ def read_dlib_resnet(data: bytes) -> DlibResnet:
             reader.flag()
         reader.tensor()  # x_grad
         reader.tensor()  # cached output
-        reader.tensor()  # params_grad
+        reader.tensor()  # params_grad (grad_final in the wrapper on the input layer)
         if position == 0:
             reader.integer()  # the wrapper on the input layer: its sample expansion factor
         layers.append(layer)
