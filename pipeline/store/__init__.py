@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -44,6 +44,7 @@ __all__ = [
     "CollectionRow",
     "FaceRow",
     "FaceStore",
+    "IndexedStore",
     "NewFace",
     "Store",
     "StoreTransaction",
@@ -62,16 +63,32 @@ _EVERY_COLLECTION = -1
 """The erasure-epoch key bumped when every collection's centroids are dropped (ids are positive)."""
 
 
-class Store:
-    """SQLite + FAISS under ``data_dir`` (``facepipe.sqlite3`` and ``indexes/``, all owner-only).
+class _Database(Protocol):
+    """What IndexedStore needs of a backend's database (db.Database, postgres.PostgresDatabase)."""
 
-    ann_threshold: collections with more faces than this are searched with the quantized index.
+    def read(self) -> AbstractContextManager[db.Tx]: ...
+
+    def write(self) -> AbstractContextManager[db.Tx]: ...
+
+    def erase_log(self) -> None: ...
+
+    def reclaim_space(self) -> None: ...
+
+    @property
+    def durability(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class IndexedStore:
+    """A FaceStore on any backend's database: the FAISS index per collection in this process, the
+    cached user centroids, and erasure after deleting writes. The backends subclass it: :class:`Store`
+    (SQLite) and pipeline.store.postgres.PostgresStore, each adding only what its database differs in.
     """
 
-    def __init__(self, data_dir: Path, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
-        self.data_dir = Path(data_dir)
-        self.db = Database(self.data_dir)
-        self.indexes = IndexSet(self.data_dir / "indexes", ann_threshold=ann_threshold)
+    def __init__(self, database: _Database, indexes: IndexSet) -> None:
+        self.db = database
+        self.indexes = indexes
         self._centroids: dict[int, _UserCentroids] = {}
         self._centroids_lock = threading.Lock()
         self._erasure_epochs: dict[int, int] = {}
@@ -88,8 +105,9 @@ class Store:
         """The write transaction: committed at the end of the block, rolled back on an exception.
 
         A transaction that deleted anything is erased before this returns (see the module
-        docstring); that costs a WAL checkpoint (and, after DeleteCollection, giving the free
-        pages back to the file system)."""
+        docstring): this process's copies are dropped, then the backend's database erases what it
+        can (SQLite: a WAL checkpoint, and after DeleteCollection giving the free pages back to the
+        file system; PostgreSQL: VACUUM)."""
         with self.db.write() as tx:
             yield tx
             # inside the write lock: no index file can be saved between this and the commit
@@ -186,6 +204,28 @@ class Store:
         return out
 
     def _save_if_due(self, idx: CollectionIndex) -> None:
+        """Save an index just built when the backend keeps index files (call with its lock held);
+        here: nothing."""
+        idx.save_due = False
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
+
+
+class Store(IndexedStore):
+    """SQLite + FAISS under ``data_dir`` (``facepipe.sqlite3`` and ``indexes/``, all owner-only).
+
+    ann_threshold: collections with more faces than this are searched with the quantized index.
+    """
+
+    def __init__(self, data_dir: Path, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
+        self.data_dir = Path(data_dir)
+        super().__init__(
+            Database(self.data_dir), IndexSet(self.data_dir / "indexes", ann_threshold=ann_threshold)
+        )
+
+    def _save_if_due(self, idx: CollectionIndex) -> None:
         """Save a just-built quantized index (call with its lock held)."""
         if idx.save_due:
             self._persist(idx.collection_id)
@@ -209,7 +249,7 @@ class Store:
         self.db.close()
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings) -> IndexedStore:
     """The store ``settings`` name: PostgreSQL when settings.store is a postgresql:// URL
     (pipeline.store.postgres; its local index snapshots under settings.data_dir/SNAPSHOT_DIRNAME),
     else SQLite + FAISS under settings.data_dir."""

@@ -32,10 +32,19 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from pipeline.errors import InternalServerError, ResourceAlreadyExistsException, ResourceNotFoundException
+from pipeline.errors import InternalServerError, ResourceAlreadyExistsException
+from pipeline.store.base import TxBase
 from pipeline.store.files import make_private, private_directory, private_file
 from pipeline.store.migrations import SCHEMA_VERSION, migrate
-from pipeline.store.records import CollectionRow, FaceRow, NewFace, UserRow, normalized_mean
+from pipeline.store.records import (
+    CollectionRow,
+    FaceRow,
+    NewFace,
+    UserRow,
+    blob_to_vector,
+    normalized_mean,
+    vector_to_blob,
+)
 from pipeline.types import Vector
 
 __all__ = [
@@ -52,8 +61,6 @@ __all__ = [
 
 DB_FILENAME = "facepipe.sqlite3"
 BUSY_TIMEOUT_MS = 60_000
-LOG_KEEP = 50_000
-"""Change-log rows kept per collection after a compaction (older readers rebuild their index)."""
 
 _Record = TypeVar("_Record", CollectionRow, FaceRow, UserRow)
 
@@ -94,11 +101,6 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
-def vector_to_blob(vector: Vector) -> bytes:
-    """float32 little-endian bytes of a vector."""
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
 def face_insert_values(coll: CollectionRow, face: NewFace) -> tuple[object, ...]:
     """The values of one faces row, in the column order both backends' INSERT names: collection,
     face_id, image_id, external_image_id, dedup_key, box (left, top, width, height), confidence,
@@ -119,31 +121,16 @@ def face_insert_values(coll: CollectionRow, face: NewFace) -> tuple[object, ...]
     )
 
 
-def blob_to_vector(blob: bytes) -> Vector:
-    """The float32 vector stored by :func:`vector_to_blob`."""
-    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-
-class Tx:
+class Tx(TxBase):
     """Queries and updates inside one SQLite transaction (from :meth:`Database.read`/``write``).
 
-    Implements pipeline.store.interface.StoreTransaction, plus the change-log and bulk-vector
-    queries the FAISS indexes use. ``deleted_faces``, ``deleted_users`` and
-    ``deleted_collections`` collect the collection ids whose data this transaction erased, for
-    the store to finish the erasure after the commit.
+    Implements pipeline.store.interface.StoreTransaction (its backend-neutral rules in
+    pipeline.store.base.TxBase), plus the change-log and bulk-vector queries the FAISS indexes use.
     """
 
     def __init__(self, conn: sqlite3.Connection, writable: bool) -> None:
+        super().__init__(writable)
         self.conn = conn
-        self.writable = writable
-        self.deleted_faces: set[int] = set()
-        self.deleted_users: set[int] = set()
-        self.deleted_collections: set[int] = set()
-
-    @property
-    def erases(self) -> bool:
-        """Whether this transaction deleted a vector or a centroid."""
-        return bool(self.deleted_faces or self.deleted_users or self.deleted_collections)
 
     # collections -------------------------------------------------------------------------------
     def find_collection(self, name: str) -> CollectionRow | None:
@@ -158,13 +145,6 @@ class Tx:
             f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE id = ?", (collection_id,)
         ).fetchone()
         return _record(CollectionRow, row) if row else None
-
-    def collection(self, name: str) -> CollectionRow:
-        """The collection named ``name``; ResourceNotFoundException when there is none."""
-        found = self.find_collection(name)
-        if found is None:
-            raise ResourceNotFoundException(f"The collection id: {name} does not exist")
-        return found
 
     def insert_collection(
         self, name: str, arn: str, model_version: str, dim: int, tags: dict[str, str]
@@ -324,21 +304,15 @@ class Tx:
         ).fetchall()
         return [(r["seq"], r["label"], r["added"], r["vector"]) for r in rows]
 
-    def _compact_log(self, coll: CollectionRow) -> None:
-        floor, head = self.log_position(coll)
-        count = self.conn.execute(
-            "SELECT count(*) AS n FROM changes WHERE collection_id = ? AND seq > ?", (coll.id, floor)
-        ).fetchone()["n"]
-        if count > 2 * LOG_KEEP:
-            new_floor = head - LOG_KEEP
-            self.conn.execute(
-                "DELETE FROM changes WHERE collection_id = ? AND seq <= ?", (coll.id, new_floor)
-            )
-            self.conn.execute("UPDATE collections SET log_floor = ? WHERE id = ?", (new_floor, coll.id))
+    def _changes_after(self, coll: CollectionRow, seq: int) -> int:
+        row = self.conn.execute(
+            "SELECT count(*) AS n FROM changes WHERE collection_id = ? AND seq > ?", (coll.id, seq)
+        ).fetchone()
+        return int(row["n"])
 
-    def compact_log_if_large(self, coll: CollectionRow) -> None:
-        """Drop old change-log rows once there are many (indexes older than the floor rebuild)."""
-        self._compact_log(coll)
+    def _drop_changes_through(self, coll: CollectionRow, seq: int) -> None:
+        self.conn.execute("DELETE FROM changes WHERE collection_id = ? AND seq <= ?", (coll.id, seq))
+        self.conn.execute("UPDATE collections SET log_floor = ? WHERE id = ?", (seq, coll.id))
 
     # users ---------------------------------------------------------------------------------------
     def find_user(self, coll: CollectionRow, user_id: str) -> UserRow | None:
@@ -347,15 +321,6 @@ class Tx:
             (coll.id, user_id),
         ).fetchone()
         return _record(UserRow, row) if row else None
-
-    def user(self, coll: CollectionRow, user_id: str) -> UserRow:
-        """The user; ResourceNotFoundException when it does not exist."""
-        found = self.find_user(coll, user_id)
-        if found is None:
-            raise ResourceNotFoundException(
-                f"The user id: {user_id} does not exist in collection {coll.name}"
-            )
-        return found
 
     def insert_user(self, coll: CollectionRow, user_id: str) -> None:
         self.conn.execute(
@@ -405,16 +370,14 @@ class Tx:
                 (user_id, label, coll.id),
             )
 
-    def refresh_user(self, coll: CollectionRow, user_id: str) -> int:
-        """Recompute the user's face count and centroid from its faces; returns the face count."""
-        vectors = self.user_vectors(coll, user_id)
-        centroid = normalized_mean(vectors)
+    def _store_user_summary(
+        self, coll: CollectionRow, user_id: str, face_count: int, centroid: bytes | None
+    ) -> None:
         self.conn.execute(
             "UPDATE users SET face_count = ?, centroid = ? WHERE collection_id = ? AND user_id = ?",
-            (len(vectors), None if centroid is None else vector_to_blob(centroid), coll.id, user_id),
+            (face_count, centroid, coll.id, user_id),
         )
         self.conn.execute("UPDATE collections SET users_version = users_version + 1 WHERE id = ?", (coll.id,))
-        return len(vectors)
 
     def user_centroid(self, coll: CollectionRow, user_id: str) -> Vector | None:
         """The centroid stored by refresh_user (None for a user without faces or no such user)."""

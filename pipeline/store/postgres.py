@@ -65,13 +65,14 @@ from psycopg.rows import class_row, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pipeline.errors import InternalServerError, ResourceAlreadyExistsException, ResourceNotFoundException
-from pipeline.store import Store
-from pipeline.store.db import LOG_KEEP, blob_to_vector, face_insert_values, vector_to_blob
+from pipeline.store import IndexedStore
+from pipeline.store.base import TxBase
+from pipeline.store.db import blob_to_vector, face_insert_values
 from pipeline.store.files import private_directory
 from pipeline.store.index import DEFAULT_ANN_THRESHOLD, CollectionIndex, IndexSet
 from pipeline.store.interface import FaceStore, StoreTransaction
 from pipeline.store.pg_migrations import MIGRATIONS, SCHEMA_VERSION
-from pipeline.store.records import CollectionRow, FaceRow, NewFace, UserRow, normalized_mean
+from pipeline.store.records import CollectionRow, FaceRow, NewFace, UserRow
 from pipeline.types import Vector
 
 __all__ = [
@@ -159,28 +160,21 @@ def _connect_error(where: str, exc: psycopg.Error) -> InternalServerError:
     return InternalServerError(f"the PostgreSQL store {where} is unreachable: {text}")
 
 
-class PostgresTx:
+class PostgresTx(TxBase):
     """Queries and updates inside one PostgreSQL transaction (from PostgresDatabase.read/write).
 
     The same methods, arguments, results and errors as the SQLite backend's transaction
-    (pipeline.store.db.Tx), so the service and the FAISS indexes use either. In a write transaction
-    every method that touches a collection first holds that collection's row lock (see the module
-    docstring). ``changed`` collects the collections to notify other processes of after the commit.
+    (pipeline.store.db.Tx; the rules both share are in pipeline.store.base.TxBase), so the service
+    and the FAISS indexes use either. In a write transaction every method that touches a collection
+    first holds that collection's row lock (see the module docstring). ``changed`` collects the
+    collections to notify other processes of after the commit.
     """
 
     def __init__(self, conn: psycopg.Connection[Any], writable: bool) -> None:
+        super().__init__(writable)
         self.conn = conn
-        self.writable = writable
-        self.deleted_faces: set[int] = set()
-        self.deleted_users: set[int] = set()
-        self.deleted_collections: set[int] = set()
         self.changed: set[int] = set()
         self._locked: set[int] = set()
-
-    @property
-    def erases(self) -> bool:
-        """Whether this transaction deleted a vector or a centroid."""
-        return bool(self.deleted_faces or self.deleted_users or self.deleted_collections)
 
     # helpers -------------------------------------------------------------------------------------
     def _rows(self, record: type[_Record], query: sql.Composed, args: Sequence[Any]) -> list[_Record]:
@@ -221,13 +215,6 @@ class PostgresTx:
     def find_collection_by_id(self, collection_id: int) -> CollectionRow | None:
         """The collection with this internal id (row-locked in a write transaction), or None."""
         return self._collection_where("id", collection_id)
-
-    def collection(self, name: str) -> CollectionRow:
-        """The collection named ``name``; ResourceNotFoundException when there is none."""
-        found = self.find_collection(name)
-        if found is None:
-            raise ResourceNotFoundException(f"The collection id: {name} does not exist")
-        return found
 
     def insert_collection(
         self, name: str, arn: str, model_version: str, dim: int, tags: dict[str, str]
@@ -394,17 +381,15 @@ class PostgresTx:
             ).fetchall()
         return [(int(r[0]), int(r[1]), int(r[2]), None if r[3] is None else bytes(r[3])) for r in rows]
 
-    def _compact_log(self, coll: CollectionRow) -> None:
-        floor, head = self.log_position(coll)
+    def _changes_after(self, coll: CollectionRow, seq: int) -> int:
         row = self.conn.execute(
-            "SELECT count(*) FROM changes WHERE collection_id = %s AND seq > %s", (coll.id, floor)
+            "SELECT count(*) FROM changes WHERE collection_id = %s AND seq > %s", (coll.id, seq)
         ).fetchone()
-        if row is not None and int(row[0]) > 2 * LOG_KEEP:
-            new_floor = head - LOG_KEEP
-            self.conn.execute(
-                "DELETE FROM changes WHERE collection_id = %s AND seq <= %s", (coll.id, new_floor)
-            )
-            self.conn.execute("UPDATE collections SET log_floor = %s WHERE id = %s", (new_floor, coll.id))
+        return int(row[0]) if row else 0
+
+    def _drop_changes_through(self, coll: CollectionRow, seq: int) -> None:
+        self.conn.execute("DELETE FROM changes WHERE collection_id = %s AND seq <= %s", (coll.id, seq))
+        self.conn.execute("UPDATE collections SET log_floor = %s WHERE id = %s", (seq, coll.id))
 
     def compact_log_if_large(self, coll: CollectionRow) -> None:
         """Drop old change-log rows once there are many (indexes older than the floor rebuild)."""
@@ -420,15 +405,6 @@ class PostgresTx:
         )
         rows = self._rows(UserRow, query, (coll.id, user_id))
         return rows[0] if rows else None
-
-    def user(self, coll: CollectionRow, user_id: str) -> UserRow:
-        """The user; ResourceNotFoundException when it does not exist."""
-        found = self.find_user(coll, user_id)
-        if found is None:
-            raise ResourceNotFoundException(
-                f"The user id: {user_id} does not exist in collection {coll.name}"
-            )
-        return found
 
     def insert_user(self, coll: CollectionRow, user_id: str) -> None:
         """Create a user without faces."""
@@ -488,19 +464,17 @@ class PostgresTx:
         )
         self.changed.add(coll.id)
 
-    def refresh_user(self, coll: CollectionRow, user_id: str) -> int:
-        """Recompute the user's face count and centroid from its faces; returns the face count."""
-        vectors = self.user_vectors(coll, user_id)
-        centroid = normalized_mean(vectors)
+    def _store_user_summary(
+        self, coll: CollectionRow, user_id: str, face_count: int, centroid: bytes | None
+    ) -> None:
         self.conn.execute(
             "UPDATE users SET face_count = %s, centroid = %s WHERE collection_id = %s AND user_id = %s",
-            (len(vectors), None if centroid is None else vector_to_blob(centroid), coll.id, user_id),
+            (face_count, centroid, coll.id, user_id),
         )
         self.conn.execute(
             "UPDATE collections SET users_version = users_version + 1 WHERE id = %s", (coll.id,)
         )
         self.changed.add(coll.id)
-        return len(vectors)
 
     def user_centroid(self, coll: CollectionRow, user_id: str) -> Vector | None:
         """The centroid stored by refresh_user (None for a user without faces or no such user)."""
@@ -983,10 +957,10 @@ class SnapshotIndexes(IndexSet):
         return sorted(ids)
 
 
-class PostgresStore(Store):
-    """The FaceStore on PostgreSQL: the SQLite Store's behaviour (FAISS per collection in memory,
+class PostgresStore(IndexedStore):
+    """The FaceStore on PostgreSQL: pipeline.store.IndexedStore (FAISS per collection in memory,
     centroid cache, erasure after deleting writes) on a :class:`PostgresDatabase`, plus the change
-    listener and the shared SigV4 replay guard.
+    listener, the shared SigV4 replay guard and local index snapshots.
 
     Local snapshots (``snapshot_dir``, a folder of the server's data directory; None: none): an
     index of at least ``snapshot_min_faces`` faces is saved there (0600, atomically, with the
@@ -1009,19 +983,15 @@ class PostgresStore(Store):
         snapshot_dir: Path | None = None,
         snapshot_min_faces: int = SNAPSHOT_MIN_FACES,
     ) -> None:
-        # Store's attributes, with the PostgreSQL database in place of the SQLite file
-        self.data_dir = Path()
         self.database = PostgresDatabase(url)
-        self.db = self.database  # type: ignore[assignment]  # Store's db: db.Database's methods
         self.snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
         index_dir = None
         if self.snapshot_dir is not None and self.database.store_id:
             index_dir = self.snapshot_dir / f"postgresql-{self.database.store_id}"
-        self.indexes: SnapshotIndexes = SnapshotIndexes(index_dir, ann_threshold=ann_threshold)
+        self.indexes: SnapshotIndexes
+        # PostgresTx has db.Tx's methods, which is what the indexes and IndexedStore call
+        super().__init__(self.database, SnapshotIndexes(index_dir, ann_threshold=ann_threshold))  # type: ignore[arg-type]
         self.snapshot_min_faces = snapshot_min_faces
-        self._centroids = {}
-        self._centroids_lock = threading.Lock()
-        self._erasure_epochs = {}
         self.listener: ChangeListener | None = None
         if listen:
             self.listener = ChangeListener(url, self._apply_change, self._resync)

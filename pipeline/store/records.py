@@ -87,3 +87,13 @@ def normalized_mean(vectors: np.ndarray) -> Vector | None:
     if norm == 0.0:
         return None
     return (mean / norm).astype(np.float32)
+
+
+def vector_to_blob(vector: Vector) -> bytes:
+    """float32 little-endian bytes of a vector."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def blob_to_vector(blob: bytes) -> Vector:
+    """The float32 vector stored by :func:`vector_to_blob`."""
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
