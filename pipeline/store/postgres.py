@@ -12,7 +12,9 @@ committed before it started, whichever server made it). A listener thread per pr
 ``facepipe_changes``) hears each committed write's collection and applies it at once: a deleted
 collection's index and centroids leave this process's memory, deleted faces are erased from its
 index, and the catch-up work is done before the next search needs it. Correctness never depends on
-the notification; it bounds how long another server holds a deleted vector in memory.
+the notification; it bounds how long another server holds a deleted vector in memory (and in its
+local index snapshot: see :class:`PostgresStore`, which saves large indexes in the server's data
+directory so that a restart replays only the change log after them).
 
 Concurrency: a write transaction runs at READ COMMITTED and takes ``SELECT ... FOR UPDATE`` on the
 row of every collection it touches, before touching it. That makes the writers of one collection
