@@ -46,7 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.bench.machine import cpu_model
+from pipeline.bench.machine import cpu_flags, cpu_model, flop_per_cycle
 from pipeline.bench.synthetic import face_cloud
 from pipeline.bench.vectors import match_cosine
 from pipeline.store.index import (
@@ -64,6 +64,20 @@ K = 100
 LEVELS = ("AVX2", "AVX512_VPOPCNT")
 HELD_OUT_EVERY = 10
 """Identities whose number is a multiple of this are kept out of the collection (the strangers)."""
+
+
+def microarchitecture() -> str:
+    """The CPU's microarchitecture as pipeline.bench.machine names it (e.g. "AMD Zen 4")."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        family, model = int(fields.get("cpu family", "0")), int(fields.get("model", "0"))
+    except (OSError, ValueError):
+        return "unknown"
+    _, reason = flop_per_cycle(fields.get("vendor_id", ""), family, model, set(cpu_flags()))
+    return reason.split(":")[0] + (", AVX-512" if "avx512f" in cpu_flags() else ", no AVX-512")
 
 
 def collection(n: int, queries: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -207,7 +221,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# Search at scale, {result['date']}",
         "",
-        f"CPU: {result['cpu']} ({result['cores']} cores, shared with other work; load average at start "
+        f"CPU: {result['cpu']}, {result['microarchitecture']} ({result['cores']} cores, shared with other work; load average at start "
         f"{result['load_average']}). faiss {result['faiss']}; SIMD levels switched per query through "
         "faiss.SIMDConfig (FAISS_OPT_LEVEL has no effect on this faiss). AVX2 figures here run AVX2 "
         "kernels on Zen 4's clock and memory system: an optimistic proxy for an AVX2-only CPU.",
@@ -261,6 +275,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "date": dt.date.today().isoformat(),
         "cpu": cpu_model(),
+        "microarchitecture": microarchitecture(),
         "cores": len(os.sched_getaffinity(0)),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "faiss": faiss.__version__,
