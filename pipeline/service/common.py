@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pipeline.errors import IdempotentParameterMismatchException
+from pipeline.errors import IdempotentParameterMismatchException, InvalidParameterException
 from pipeline.service.pagination import encode_token as encode_token  # tests forge tokens with it
 from pipeline.store import CollectionRow, Tx
 from pipeline.types import MAX_FACES_PER_IMAGE, DetectedFace
@@ -102,3 +102,16 @@ def idempotent_write(
         if token:
             tx.insert_token(coll, operation_name, token, request_hash(request), json.dumps(to_api(result)))
         return result
+
+
+def engine_for(fp: FacePipe, coll: CollectionRow) -> FaceEngine:
+    """``fp.engine`` when it runs the model the collection's vectors were made with (a
+    collection keeps the model pack it was created with); InvalidParameterException otherwise:
+    another pack's vectors and calibration cannot be compared with this engine's."""
+    engine = fp.engine
+    if engine.model_version != coll.model_version:
+        raise InvalidParameterException(
+            f"Collection {coll.name} holds faces of model {coll.model_version}; this engine runs"
+            f" {engine.model_version} (FACEPIPE_MODEL_PACK): use the pack the collection was created with"
+        )
+    return engine

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.errors import InvalidParameterException, ResourceNotFoundException
 from pipeline.service import responses
-from pipeline.service.common import operation
+from pipeline.service.common import engine_for, operation
 from pipeline.service.images import decoded_image
 from pipeline.service.results import Face, FaceMatch, FaceSearch, User, UserMatch, UserSearch
 from pipeline.service.selection import FACE_NOT_LARGEST, FaceChoice, choose_faces, embed_chosen
@@ -51,7 +51,8 @@ def _face_matches(
 ) -> list[FaceMatch]:
     """Faces of ``coll`` with Similarity >= ``threshold`` to ``vector``, best first, at most
     ``max_faces``, the face labelled ``skip_label`` left out."""
-    min_cosine = float(fp.engine.cosine_at(threshold))
+    engine = engine_for(fp, coll)
+    min_cosine = float(engine.cosine_at(threshold))
     hits = fp.store.search(coll, vector, max_faces + (skip_label is not None), min_cosine)
     hits = [(label, cosine) for label, cosine in hits if label != skip_label][:max_faces]
     with fp.store.read() as tx:
@@ -59,7 +60,7 @@ def _face_matches(
     matches = []
     for label, cosine in hits:
         row = rows.get(label)
-        similarity = float(fp.engine.similarity(cosine))
+        similarity = float(engine.similarity(cosine))
         if row is not None and similarity >= threshold:
             matches.append(FaceMatch(similarity, Face.of(row)))
     return matches
@@ -81,11 +82,12 @@ def _searched_face(
     other faces with why they were not searched."""
     with fp.store.read() as tx:
         coll = tx.collection(collection_id)
+    engine = engine_for(fp, coll)
     decoded = decoded_image(fp, image)
-    faces = fp.engine.analyze(
-        decoded, max_faces=MAX_FACES_PER_IMAGE, embed=embed_chosen(fp.engine, quality_filter, 1)
+    faces = engine.analyze(
+        decoded, max_faces=MAX_FACES_PER_IMAGE, embed=embed_chosen(engine, quality_filter, 1)
     )
-    choices = choose_faces(fp.engine, faces, quality_filter, 1, FACE_NOT_LARGEST)
+    choices = choose_faces(engine, faces, quality_filter, 1, FACE_NOT_LARGEST)
     searched = next((c.face for c in choices if c.chosen), None)
     return coll, searched, [c for c in choices if not c.chosen]
 
@@ -99,10 +101,11 @@ def _user_matches(
     exclude: str | None,
 ) -> list[UserMatch]:
     """Users of ``coll`` whose centroid has Similarity >= ``threshold`` to ``vector``, best first."""
-    min_cosine = float(fp.engine.cosine_at(threshold))
+    engine = engine_for(fp, coll)
+    min_cosine = float(engine.cosine_at(threshold))
     matches = []
     for hit in fp.store.match_users(coll, vector, min_cosine, max_users, exclude):
-        similarity = float(fp.engine.similarity(hit.cosine))
+        similarity = float(engine.similarity(hit.cosine))
         if similarity >= threshold:
             matches.append(UserMatch(similarity, User(hit.user_id, hit.face_count)))
     return matches

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.errors import ConflictException, ServiceQuotaExceededException
 from pipeline.service import responses
-from pipeline.service.common import idempotent_write, operation
+from pipeline.service.common import engine_for, idempotent_write, operation
 from pipeline.service.pagination import Paginator
 from pipeline.service.results import AssociationResult, FaceFailure, User, UserPage, user_status
 from pipeline.store import CollectionRow, Tx
@@ -117,9 +117,10 @@ def associate(
     """
     bar = ASSOCIATE_FACES_MATCH_THRESHOLD if threshold is None else float(threshold)
     requested = list(dict.fromkeys(face_ids))
-    engine = fp.engine
+    fp.engine  # noqa: B018 - loaded before the write transaction, not while holding it
 
     def work(tx: Tx, coll: CollectionRow) -> AssociationResult:
+        engine = engine_for(fp, coll)
         user = tx.user(coll, user_id)
         if user.face_count >= MAX_FACES_PER_USER:
             raise ServiceQuotaExceededException(

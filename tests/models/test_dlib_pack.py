@@ -276,12 +276,6 @@ def test_a_collection_keeps_the_pack_it_was_created_with(
 
 
 @needs_weights
-@pytest.mark.xfail(
-    strict=True,
-    reason="the search operations do not yet compare the collection's model version with the engine's: "
-    "SearchFacesByImage across packs fails with a ValueError (HTTP 500), SearchFaces scores 128-d "
-    "vectors with the fused pack's calibration",
-)
 def test_searching_a_collection_of_another_pack_is_refused(
     fused_engine: FaceEngine, model_cache: Path, tmp_path: Path, sample_images: Path
 ) -> None:
