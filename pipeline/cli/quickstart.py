@@ -138,7 +138,7 @@ def run_quickstart(fp: Any, images: Path, collection_id: str, out: Any = sys.std
         report.probe_matches = searched["FaceMatches"]
         say(f"6. SearchFacesByImage with a mirrored, half-size crop of face 1 ({report.probe_face_id}),")
         say("   FaceMatchThreshold 0 to show every face (the default, 80, keeps matches only):")
-        for match in report.probe_matches[:4]:
+        for match in report.probe_matches:
             face = match["Face"]
             same = "  <- the same face" if face["FaceId"] == report.probe_face_id else ""
             say(

@@ -50,11 +50,15 @@ def test_quickstart_keeps_its_store_with_data_dir(facepipe_process: Runner, tmp_
 
 def test_quickstart_results_mean_what_they_say(sample_images: Path, tmp_path: Path) -> None:
     fp = FacePipe(Settings.from_env(data_dir=tmp_path / "store"))
+    printed = io.StringIO()
     try:
-        report = run_quickstart(fp, sample_images, "qs", out=io.StringIO())
+        report = run_quickstart(fp, sample_images, "qs", out=printed)
     finally:
         fp.close()
     assert len(report.group_faces) == 6
+    assert len(report.probe_matches) == 7, "FaceMatchThreshold 0 returns every face of the collection"
+    for match in report.probe_matches:  # and the quickstart prints each, as it says
+        assert f"Similarity {match['Similarity']:6.2f}  {match['Face']['FaceId']}" in printed.getvalue()
     assert report.portrait_face_id and report.faces_in_no_face_photo == 0
     best, runner_up = report.probe_matches[0], report.probe_matches[1]
     assert best["Face"]["FaceId"] == report.probe_face_id
