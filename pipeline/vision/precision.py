@@ -70,7 +70,16 @@ GATE_MEAN_COSINE = 0.998
 ``auto`` to choose it. Not 0.99: the int8 graph reaches 0.994-0.996 (calibration faces, and the
 shared labeled faces), and there the verification figures moved by 0.3-0.6 point (true accepts
 at 1 false accept in 1,000 strangers, all pairs of the shared labeled faces), beyond the 0.1
-point that auto may cost. ``int8`` forced runs regardless (with a warning below 0.99)."""
+point that auto may cost. ``int8`` forced runs regardless (with a warning below 0.99).
+
+What that cost is (benchmarks/bench_embedder_precision.py, AMD EPYC Zen 4): the float32
+embeddings with isotropic noise of int8's mean cosine (0.996) move the same figures as much
+(true accepts at 1e-3 -0.18 +- 0.15 point, false rejects at 80 +0.32 +- 0.11), and at 0.9992
+still by 0.05-0.25 point: the loss is the size of the error, not where it falls. Quantizing one
+layer group at a time (``--layers``) costs 0.0002-0.0004 of mean cosine for each one beyond the
+float32 stem, activation rounding dominating (int8 weights alone: 0.00004), so no short list of
+float32 layers lifts the whole graph near 0.9995; entropy or percentile ranges, calibration on
+275 shared faces, per-channel range equalization and dynamic quantization measured no better."""
 
 FORCED_WARNING_COSINE = 0.99
 """Below this mean cosine a forced int8 embedder logs a warning."""
