@@ -200,9 +200,11 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
     files = [Path(values.pop("credentials_file"))] if "credentials_file" in values else []
     files += args.credentials_file or []
     values["credentials_files"] = tuple(files)
-    for key in ("data_dir", "s3_root"):
-        if key in values:
-            values[key] = Path(values[key])
+    if "data_dir" in values:
+        values["data_dir"] = Path(values["data_dir"])
+    s3_root = values.pop("s3_root", None)
+    if s3_root:  # an empty value is no root (not the working directory)
+        values["s3_root"] = Path(s3_root)
     return ServerOptions(**values)
 
 
