@@ -75,7 +75,9 @@ def ten_fold_accuracy(cosine: np.ndarray, same: np.ndarray, folds: int = 10) -> 
         # threshold at ranked[i]: accept i.. ; correct = genuine at/above + strangers below
         genuine_above = np.cumsum(labels[::-1])[::-1]
         strangers_below = np.concatenate([[0], np.cumsum(~labels)[:-1]])
-        best = ranked[int(np.argmax(genuine_above + strangers_below))]
+        correct = genuine_above + strangers_below
+        correct[1:][ranked[1:] == ranked[:-1]] = -1  # a tied value accepts its whole run
+        best = ranked[int(np.argmax(correct))]
         test = fold == k
         accuracies.append(float(((cosine[test] >= best) == same[test]).mean()))
     return float(np.mean(accuracies))
