@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -71,7 +72,7 @@ from pipeline.store import IndexedStore
 from pipeline.store.base import TxBase
 from pipeline.store.db import blob_to_vector, face_insert_values
 from pipeline.store.files import private_directory
-from pipeline.store.index import DEFAULT_ANN_THRESHOLD, CollectionIndex, IndexSet
+from pipeline.store.index import _TEMP_PREFIX, DEFAULT_ANN_THRESHOLD, CollectionIndex, IndexSet
 from pipeline.store.interface import FaceStore, StoreTransaction
 from pipeline.store.pg_migrations import MIGRATIONS, SCHEMA_VERSION
 from pipeline.store.records import CollectionRow, FaceRow, NewFace, UserRow
@@ -398,6 +399,21 @@ class PostgresTx(TxBase):
         self._hold(coll)
         self._compact_log(coll)
 
+    def face_count(self, coll: CollectionRow) -> int:
+        """The collection's face count in this transaction's snapshot (-1 when it does not exist)."""
+        row = self.conn.execute("SELECT face_count FROM collections WHERE id = %s", (coll.id,)).fetchone()
+        return int(row[0]) if row else -1
+
+    def removed_since(self, collection_id: int, seq: int) -> bool:
+        """Whether an index at change-log position ``seq`` misses a removal: a face removed after
+        it, the log compacted past it, or the collection deleted."""
+        row = self.conn.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM collections WHERE id = %s AND log_floor <= %s)"
+            " OR EXISTS (SELECT 1 FROM changes WHERE collection_id = %s AND seq > %s AND added = 0)",
+            (collection_id, seq, collection_id, seq),
+        ).fetchone()
+        return bool(row and row[0])
+
     # users ---------------------------------------------------------------------------------------
     def find_user(self, coll: CollectionRow, user_id: str) -> UserRow | None:
         """The user, or None."""
@@ -560,12 +576,16 @@ class PostgresDatabase:
             try:
                 self._migrate(first)
                 row = first.execute("SELECT value FROM facepipe_meta WHERE key = 'store_id'").fetchone()
+                copy_key = _database_identity(first)
             except psycopg.Error as exc:
                 raise InternalServerError(
                     f"the PostgreSQL store {self.where} could not apply facepipe's schema: {_one_line(exc)}"
                 ) from exc
         self.store_id = str(row[0]) if row else ""
-        """The database's random UUID (facepipe_meta.store_id): names this database's snapshots."""
+        """The database's random UUID (facepipe_meta.store_id), copied with the database's contents."""
+        self.snapshot_key = f"{self.store_id}-{copy_key}" if self.store_id else ""
+        """Names this database's snapshots: the store_id and what tells a copy of the database
+        (CREATE DATABASE ... TEMPLATE, a dump restored elsewhere) from the database itself."""
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
             min_size=POOL_MIN,
@@ -797,6 +817,21 @@ class PostgresDatabase:
             self.pool.close()
 
 
+def _database_identity(conn: psycopg.Connection[Any]) -> str:
+    """``<cluster system identifier>-<database oid>`` of the connected database: a copy made with
+    CREATE DATABASE ... TEMPLATE gets another oid, a dump restored into another cluster another
+    system identifier ("0" when this role may not read pg_control_system()). A physical copy (a
+    promoted replica, a restored base backup) keeps both; the face-count check on loading a
+    snapshot (SnapshotIndexes.current) is what catches those."""
+    row = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
+    oid = str(row[0]) if row else "0"
+    try:
+        system = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+    except psycopg.Error:  # autocommit: the failed statement leaves the connection usable
+        system = None
+    return f"{system[0] if system else 0}-{oid}"
+
+
 def _configure(conn: psycopg.Connection[Any]) -> None:
     """Every pooled connection: commits wait for the WAL flush, whatever the server's default, and
     a writer waits at most LOCK_TIMEOUT for a collection's row lock."""
@@ -809,15 +844,24 @@ class ChangeListener(threading.Thread):
     """LISTEN on CHANNEL in a daemon thread and hand each notified collection id to ``apply``.
 
     Reconnects after a lost connection (with a growing wait, at most 5 s) and then calls
-    ``resync()`` (notifications sent while it was away are lost). ``latency`` records, for tests and
+    ``resync()`` (notifications sent while it was away are lost). The first connection calls
+    ``first_sync()`` (when given) once LISTEN is in effect: what the process loaded before that
+    heard of no change. ``latency`` records, for tests and
     benchmarks, the seconds from a notification's arrival to the end of its ``apply``.
     """
 
-    def __init__(self, url: str, apply: Callable[[int], None], resync: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        url: str,
+        apply: Callable[[int], None],
+        resync: Callable[[], None],
+        first_sync: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(name="facepipe-store-listener", daemon=True)
         self.url = url
         self.apply = apply
         self.resync = resync
+        self.first_sync = first_sync
         self.stopping = threading.Event()
         self.listening = threading.Event()
         self.applied = 0
@@ -833,6 +877,8 @@ class ChangeListener(threading.Thread):
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
                     if not first:
                         self._resync()
+                    elif self.first_sync is not None:
+                        self._sync(self.first_sync)
                     first = False
                     self.listening.set()
                     wait = 0.1
@@ -861,10 +907,15 @@ class ChangeListener(threading.Thread):
 
     def _resync(self) -> None:
         """``resync()``, logged instead of raised when it fails."""
+        self._sync(self.resync)
+
+    @staticmethod
+    def _sync(catch_up: Callable[[], None]) -> None:
+        """``catch_up()``, logged instead of raised when it fails."""
         try:
-            self.resync()
+            catch_up()
         except Exception:  # as _handle: the listener lives on; searches catch up anyway
-            log.exception("store listener: catching up after the reconnection failed")
+            log.exception("store listener: catching up after connecting failed")
 
     def stop(self) -> None:
         """Stop listening and wait (at most 2 s) for the thread to end."""
@@ -888,6 +939,20 @@ class SharedReplayGuard:
         return "new" if self.database.remember_signature(signature.hex(), expires_at, now) else "seen"
 
 
+SNAPSHOT_FOLDER_PREFIX = "postgresql-"
+"""Snapshot folders are named SNAPSHOT_FOLDER_PREFIX + PostgresDatabase.snapshot_key."""
+
+
+def _remove_other_snapshot_folders(snapshot_dir: Path, keep: Path) -> None:
+    """Remove the snapshot folders of other databases (or of this one under an older name): no
+    process of this data directory keeps them free of that database's deletions."""
+    if not snapshot_dir.is_dir():
+        return
+    for folder in snapshot_dir.glob(SNAPSHOT_FOLDER_PREFIX + "*"):
+        if folder != keep and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class SnapshotIndexes(IndexSet):
     """The IndexSet of a PostgreSQL store, whose saved files are this server's local snapshots.
 
@@ -905,8 +970,23 @@ class SnapshotIndexes(IndexSet):
         """Per collection: the change-log position of its snapshot file, as written or read here."""
 
     def current(self, tx: Any, coll: CollectionRow) -> CollectionIndex:
-        """The collection's index brought up to the snapshot of ``tx`` (lock_for held)."""
+        """The collection's index brought up to the snapshot of ``tx`` (lock_for held). An index
+        just opened from its snapshot whose face count then differs from the database's (a
+        database restored from a backup, or a physical copy, at the same log position with other
+        faces) is rebuilt from the database instead."""
+        loads = self.loads
         idx = super().current(tx, coll)
+        if self.loads > loads and idx.live_count != tx.face_count(coll):
+            log.warning(
+                "collection %s: its snapshot holds %d faces after the replay, the database %d;"
+                " snapshot discarded, index rebuilt from the database",
+                coll.name,
+                idx.live_count,
+                tx.face_count(coll),
+            )
+            self.loads -= 1
+            idx = self._rebuild(tx, coll, tx.log_position(coll)[1], idx)
+            self._indexes[coll.id] = idx
         if not idx.saved:
             self.drop_snapshot(coll.id)
         return idx
@@ -946,6 +1026,14 @@ class SnapshotIndexes(IndexSet):
         path = self._snapshot_path(collection_id)
         self.file_seqs.pop(collection_id, None)
         if path is not None:
+            path.unlink(missing_ok=True)
+
+    def remove_half_written(self) -> None:
+        """Remove every half-written snapshot (left by a process killed while saving; a save in
+        progress in another process sharing the folder then finds its file gone and gives up)."""
+        if self.index_dir is None or not self.index_dir.is_dir():
+            return
+        for path in self.index_dir.glob(_TEMP_PREFIX + "*"):
             path.unlink(missing_ok=True)
 
     def snapshot_ids(self) -> list[int]:
@@ -988,15 +1076,17 @@ class PostgresStore(IndexedStore):
         self.database = PostgresDatabase(url)
         self.snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
         index_dir = None
-        if self.snapshot_dir is not None and self.database.store_id:
-            index_dir = self.snapshot_dir / f"postgresql-{self.database.store_id}"
+        if self.snapshot_dir is not None and self.database.snapshot_key:
+            index_dir = self.snapshot_dir / f"{SNAPSHOT_FOLDER_PREFIX}{self.database.snapshot_key}"
+            _remove_other_snapshot_folders(self.snapshot_dir, keep=index_dir)
         self.indexes: SnapshotIndexes
         # PostgresTx has db.Tx's methods, which is what the indexes and IndexedStore call
         super().__init__(self.database, SnapshotIndexes(index_dir, ann_threshold=ann_threshold))  # type: ignore[arg-type]
         self.snapshot_min_faces = snapshot_min_faces
+        self.indexes.remove_half_written()
         self.listener: ChangeListener | None = None
         if listen:
-            self.listener = ChangeListener(url, self._apply_change, self._resync)
+            self.listener = ChangeListener(url, self._apply_change, self._resync, self._apply_held)
             self.listener.start()
         if self.indexes.snapshot_ids():
             if self.listener is not None:  # hear deletions committed while the snapshots load
@@ -1040,6 +1130,12 @@ class PostgresStore(IndexedStore):
                 self.indexes.forget(collection_id)
             else:
                 self.indexes.current(tx, coll)  # PostgresTx has db.Tx's methods
+
+    def _apply_held(self) -> None:
+        """Once the listener first listens: apply every collection held in memory (changes
+        committed between its catch-up and LISTEN were not notified to this process)."""
+        for collection_id in sorted(idx.collection_id for idx in self.indexes.cached()):
+            self._apply_change(collection_id)
 
     def _resync(self) -> None:
         """After the listener reconnects: apply every held collection and every snapshot
@@ -1091,6 +1187,8 @@ class PostgresStore(IndexedStore):
             return
         if self.indexes.is_saved(idx):
             return
+        if not self.snapshot_dir.parent.exists():  # the data directory, owner-only as the rest
+            private_directory(self.snapshot_dir.parent)
         private_directory(self.snapshot_dir)
         self.indexes.save(idx)
 
@@ -1109,8 +1207,20 @@ class PostgresStore(IndexedStore):
                     idx = self.indexes.current(tx, coll)
                 self._save_snapshot(idx)
 
+    def drop_snapshots_missing_removals(self) -> None:
+        """Remove every snapshot file of this process that a removal committed after its position
+        (or the collection's deletion) makes stale: close() runs it once the listener has
+        stopped, for the deletions committed after the saves that no notification applied."""
+        for collection_id, seq in sorted(self.indexes.file_seqs.items()):
+            with self.database.read() as tx:
+                stale = tx.removed_since(collection_id, seq)
+            if stale:
+                self.indexes.drop_snapshot(collection_id)
+
     def close(self) -> None:
-        """Save the snapshots (when on), stop the listener and close the pool."""
+        """Save the snapshots (when on), stop the listener, remove the snapshots a deletion
+        committed meanwhile made stale, and close the pool. A deletion committed after that is
+        applied when this server starts again (before it serves)."""
         try:
             self.save_snapshots()
         except (InternalServerError, OSError):
@@ -1118,7 +1228,12 @@ class PostgresStore(IndexedStore):
         finally:
             if self.listener is not None:
                 self.listener.stop()
-            self.database.close()
+            try:
+                self.drop_snapshots_missing_removals()
+            except InternalServerError:
+                log.exception("checking the index snapshots failed; the next start checks them")
+            finally:
+                self.database.close()
 
 
 if TYPE_CHECKING:  # mypy checks that the PostgreSQL backend keeps the store contract
