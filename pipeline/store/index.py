@@ -215,7 +215,7 @@ def build_collection_index(
 
 def training_sample(vectors: np.ndarray) -> np.ndarray:
     """An evenly spaced sample of at most PQ_TRAINING_SAMPLE rows of ``vectors`` to train a "pq" index."""
-    return vectors[:: max(1, len(vectors) // PQ_TRAINING_SAMPLE)]
+    return vectors[:: max(1, -(-len(vectors) // PQ_TRAINING_SAMPLE))]
 
 
 def erase(idx: CollectionIndex, labels: np.ndarray) -> int:
