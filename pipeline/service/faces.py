@@ -21,7 +21,7 @@ import numpy as np
 from pipeline.errors import InvalidParameterException
 from pipeline.service import responses
 from pipeline.service.analysis import check_attributes
-from pipeline.service.common import operation
+from pipeline.service.common import engine_for, operation
 from pipeline.service.images import decoded_image
 from pipeline.service.pagination import Paginator
 from pipeline.service.results import Face, FaceDeletion, FaceFailure, FacePage, IndexedFace, IndexedImage
@@ -121,7 +121,8 @@ def index_images(fp: FacePipe, collection_id: str, items: Sequence[AnalyzedImage
     Each image's faces are chosen by pipeline.service.selection (QualityFilter, then MaxFaces);
     a face already stored for the same image (see the module docstring) is returned, not stored
     again. Raises ResourceNotFoundException for a missing collection, InvalidParameterException
-    for unknown DetectionAttributes or vectors of another size than the collection's.
+    for unknown DetectionAttributes, vectors of another size than the collection's or, when there
+    are faces to store, an engine of another model (see common.engine_for).
     """
     attributes = [check_attributes(item.detection_attributes, "DetectionAttributes") for item in items]
     plans = [_plan(fp, item) for item in items]
@@ -135,6 +136,8 @@ def index_images(fp: FacePipe, collection_id: str, items: Sequence[AnalyzedImage
                         f"Collection {coll.name} holds {coll.dim}-dimensional vectors of model"
                         f" {coll.model_version}; this engine makes {len(face.embedding)}-dimensional ones"
                     )
+        if any(to_index for to_index, _ in plans):
+            engine_for(fp, coll)  # another model's vectors of the same size cannot be compared with these
         for item, (to_index, unindexed), wanted in zip(items, plans, attributes, strict=True):
             stored = _index_one(tx, coll, item, to_index)
             results.append(IndexedImage(stored, unindexed, coll.model_version, wanted))
