@@ -34,7 +34,8 @@ class Face:
 
         Built by filling the two frozen instances' fields directly (what their ``__init__`` does
         through object.__setattr__, one call a field): a ListFaces page or a search holds up to
-        4,096 faces, and this takes a fifth of the time (a test checks it equals the plain build).
+        4,096 faces, and this takes about a third of the time of the plain build (0.33-0.38x,
+        measured on AMD EPYC Zen 4; a test checks the two are equal).
         """
         box = _new(BoundingBox)
         fields = box.__dict__
