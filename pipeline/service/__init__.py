@@ -12,11 +12,12 @@ check (max lengths, list sizes, ranges, patterns), runs it, and returns the resp
 returns it (without ResponseMetadata; timestamps as datetime). Errors are
 pipeline.errors.RekognitionError subclasses.
 
-Inside, one module per family (collections, faces, users, search, analysis_ops) holds typed cores
-that jobs, bench and tests call directly (``faces.index_images``, ``faces.list_faces``,
-``users.associate``, ``search.search_faces``, ...; they return the dataclasses of ``results``)
-and thin handlers registered with ``@operation`` that read params, call the core and shape the
-response with ``responses``. ``selection`` is the one rule that picks an image's faces,
+Inside, one module per family (collections, faces, users, search) holds typed cores that jobs
+and tests call directly (``faces.index_images``, ``faces.list_faces``, ``users.associate``,
+``search.search_faces``, ...; they return the dataclasses of ``results``) and thin handlers
+registered with ``@operation`` that read params, call the core and shape the response with
+``responses``; DetectFaces and CompareFaces (``analysis``, handlers in ``analysis_ops``) return
+their response bodies directly. ``selection`` is the one rule that picks an image's faces,
 ``pagination`` the one NextToken scheme, ``common`` the registry, the engine's interface and
 idempotent writes; the cores do not check requests against botocore's model (``call`` does).
 """
