@@ -3,7 +3,10 @@
 A NextToken names the operation, the scope (the collection's internal id; 0 for ListCollections),
 a digest of the request's filters (ListFaces' UserId and FaceIds) and the key of the last item
 returned. It is opaque to clients (base64url JSON plus a check) and bounded: the filters are
-hashed, so a ListFaces token for 4,096 FaceIds is as short as one without. A token presented to
+hashed, so a ListFaces token for 4,096 FaceIds is as long as one for a single FaceId. A request
+without filters gets a token without the digest, byte for byte what earlier releases issued (a
+token in a client's hands across an upgrade keeps working; a ListCollections token after a
+CollectionId of up to 159 characters stays within PaginationToken's 255). A token presented to
 another operation, another collection or a request with other filters, or one that was altered,
 is InvalidPaginationTokenException. MaxResults may change from page to page.
 
@@ -50,6 +53,10 @@ def filter_digest(filters: Mapping[str, Any] | None) -> str:
     return hashlib.sha256(raw).hexdigest()[:FILTER_DIGEST_CHARS]
 
 
+NO_FILTERS_DIGEST = filter_digest(None)
+"""The digest of a request without filters: its tokens leave the digest out."""
+
+
 class Paginator(Generic[K]):
     """Pages of one List request: ``operation`` (its botocore name), ``scope`` (the collection's
     internal id, 0 when the list has no collection), ``key_type`` (int for face labels, str for
@@ -66,7 +73,10 @@ class Paginator(Generic[K]):
 
     def token(self, key: K) -> str:
         """The NextToken that resumes this request after ``key``."""
-        raw = json.dumps([self.operation, self.scope, self.digest, key], separators=(",", ":")).encode()
+        fields: list[Any] = [self.operation, self.scope, key]
+        if self.digest != NO_FILTERS_DIGEST:
+            fields.insert(2, self.digest)
+        raw = json.dumps(fields, separators=(",", ":")).encode()
         check = hashlib.sha256(raw).hexdigest()[:CHECK_CHARS]
         return base64.urlsafe_b64encode(raw).decode().rstrip("=") + "." + check
 
@@ -106,9 +116,11 @@ class Paginator(Generic[K]):
             value = json.loads(raw)
         except (binascii.Error, ValueError):
             raise self._invalid(token) from None
-        if hashlib.sha256(raw).hexdigest()[:CHECK_CHARS] != check:
+        if hashlib.sha256(raw).hexdigest()[:CHECK_CHARS] != check or not isinstance(value, list):
             raise self._invalid(token)
-        if not isinstance(value, list) or len(value) != 4 or not isinstance(value[2], str):
+        if len(value) == 3:  # a request without filters
+            value.insert(2, NO_FILTERS_DIGEST)
+        if len(value) != 4 or not isinstance(value[2], str):
             raise self._invalid(token)
         return value
 
