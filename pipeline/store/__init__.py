@@ -114,10 +114,21 @@ class IndexedStore:
             for collection_id in tx.deleted_faces | tx.deleted_collections:
                 self.indexes.purge_saved(collection_id)
         if tx.erases:
-            self._erase_in_memory(tx)
-            if tx.deleted_collections:
-                self.db.reclaim_space()
-            self.db.erase_log()
+            try:
+                self._erase_in_memory(tx)
+            except InternalServerError as exc:  # e.g. the database unreachable right after the commit
+                self._erase_in_database(tx)
+                raise InternalServerError(
+                    f"the deletion is committed, but this process could not drop its copies "
+                    f"({exc.message}); its next operation on the collection drops them"
+                ) from exc
+            self._erase_in_database(tx)
+
+    def _erase_in_database(self, tx: db.Tx) -> None:
+        """Have the backend's database erase what ``tx`` deleted (it has committed)."""
+        if tx.deleted_collections:
+            self.db.reclaim_space()
+        self.db.erase_log()
 
     def _erase_in_memory(self, tx: db.Tx) -> None:
         """Drop this process's copies of what ``tx`` deleted (it has committed)."""

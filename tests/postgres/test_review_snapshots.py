@@ -10,9 +10,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import pytest
 
 from pipeline.store import NewFace
 from pipeline.store.postgres import ChangeListener, PostgresStore
-from tests.support.erasure import files_holding, loose_modes
+from tests.support.erasure import files_holding as _files_holding
+from tests.support.erasure import loose_modes
 from tests.support.pgserver import TempPostgres
 
 DIM = 16
@@ -56,6 +58,18 @@ def _delete(url: str, name: str, labels: list[int]) -> None:
             tx.delete_faces(tx.collection(name), labels)
     finally:
         other.close()
+
+
+def files_holding(data_dir: Path, vectors: Iterable[np.ndarray]) -> dict[int, list[str]]:
+    """tests.support.erasure.files_holding, repeated when a file renamed or removed by a save
+    running meanwhile vanished under the scan."""
+    vectors = list(vectors)
+    for _ in range(50):
+        try:
+            return _files_holding(data_dir, vectors)
+        except FileNotFoundError:
+            time.sleep(0.01)
+    return _files_holding(data_dir, vectors)
 
 
 def _held_labels(store: PostgresStore, name: str) -> set[int]:
@@ -214,3 +228,78 @@ def test_snapshot_folders_are_owner_only_under_a_zero_umask(pg_url: str, tmp_pat
         os.umask(old)
     assert files_holding(data_dir, _vectors(10, seed=7)[:1])
     assert loose_modes(data_dir) == []
+
+
+def _saving_loop(store: PostgresStore, name: str, stop: threading.Event, errors: list[BaseException]) -> None:
+    """Search and save the snapshots over and over (what a busy server closing or building does)."""
+    try:
+        with store.read() as tx:
+            coll = tx.collection(name)
+        while not stop.is_set():
+            store.search(coll, _vectors(1, seed=99)[0], 5, -1.0)
+            store.save_snapshots()
+    except BaseException as exc:  # reported by the test
+        errors.append(exc)
+
+
+@pytest.mark.parametrize("ann_threshold", [1000, 16], ids=["flat", "quantized"])
+def test_saves_racing_deletions_on_the_deleting_server_keep_no_deleted_vector(
+    pg_url: str, tmp_path: Path, ann_threshold: int
+) -> None:
+    data_dir = tmp_path / "data"
+    vectors = _vectors(80, seed=10)
+    store = PostgresStore(
+        pg_url, ann_threshold=ann_threshold, snapshot_dir=data_dir / "snapshots", snapshot_min_faces=1
+    )
+    try:
+        labels = _add(store, "c", vectors)
+        stop, errors = threading.Event(), []
+        saver = threading.Thread(target=_saving_loop, args=(store, "c", stop, errors))
+        saver.start()
+        try:
+            for i in range(0, 40, 2):
+                with store.write() as tx:
+                    tx.delete_faces(tx.collection("c"), [labels[i]])
+                held = files_holding(data_dir, [vectors[i]])
+                assert held == {}, f"face {i}: a snapshot holds it after DeleteFaces returned: {held}"
+                _add(store, "c", _vectors(1, seed=100 + i))
+        finally:
+            stop.set()
+            saver.join(30)
+        assert not errors, errors
+    finally:
+        store.close()
+    assert files_holding(data_dir, vectors[40:41]), "no snapshot was saved (test is void)"
+    assert files_holding(data_dir, vectors[0:40:2]) == {}
+
+
+def test_saves_racing_deletions_of_another_server_are_erased_when_applied(
+    pg_url: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    vectors = _vectors(60, seed=11)
+    deleter = PostgresStore(pg_url, listen=False)
+    labels = _add(deleter, "c", vectors)
+    running = _open(pg_url, data_dir / "snapshots", listen=True)
+    try:
+        assert running.listener is not None and running.listener.listening.wait(10)
+        stop, errors = threading.Event(), []
+        saver = threading.Thread(target=_saving_loop, args=(running, "c", stop, errors))
+        saver.start()
+        try:
+            for i in range(0, 30, 2):
+                with deleter.write() as tx:
+                    tx.delete_faces(tx.collection("c"), [labels[i]])
+                deadline = time.monotonic() + 5
+                while files_holding(data_dir, [vectors[i]]) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert files_holding(data_dir, [vectors[i]]) == {}, f"face {i} stays in a snapshot"
+        finally:
+            stop.set()
+            saver.join(30)
+        assert not errors, errors
+    finally:
+        running.close()
+        deleter.close()
+    assert files_holding(data_dir, vectors[0:30:2]) == {}
+    assert files_holding(data_dir, vectors[31:32]), "no snapshot was saved (test is void)"
