@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pairs",
         type=Path,
-        help=f"labeled pairs CSV for the accuracy suite (default ${PAIRS_VARIABLE}; without either the "
-        "suite is skipped)",
+        help=f"labeled pairs CSV for the accuracy suite (default ${PAIRS_VARIABLE}; without either a "
+        "run of every suite skips it, and --suite accuracy is a usage error)",
     )
     p.add_argument("--out", type=Path, help="output folder (default benchmarks/results/<date>-<provider>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
