@@ -204,7 +204,10 @@ class Tx(TxBase):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
-                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND face_id IN ({marks})",
+                # "+collection_id": look the ids up in face_id's unique index, not through the whole
+                # collection (SQLite would walk faces_by_collection: 230 ms against 0.6 ms for 100
+                # ids among 200,000 faces)
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE +collection_id = ? AND face_id IN ({marks})",
                 (coll.id, *chunk),
             ).fetchall()
             found.update({r["face_id"]: _record(FaceRow, r) for r in rows})
@@ -265,7 +268,8 @@ class Tx(TxBase):
         if user_id is not None:
             where.append("user_id = ?")
             args.append(user_id)
-        if face_ids is not None:
+        if face_ids is not None:  # at most 4,096 ids: found through face_id's index, then sorted
+            where = ["+collection_id = ?", "+label > ?", *where[2:]]
             where.append(f"face_id IN ({','.join('?' * len(face_ids))})")
             args.extend(face_ids)
         rows = self.conn.execute(
