@@ -110,7 +110,9 @@ class IndexedStore:
         file system; PostgreSQL: VACUUM)."""
         with self.db.write() as tx:
             yield tx
-            # inside the write lock: no index file can be saved between this and the commit
+            # SQLite: inside the write lock, so no index file can be saved between this and the
+            # commit. PostgreSQL's snapshots are saved without the row lock: a file saved meanwhile
+            # is removed by _erase_in_memory's catch-up (this process) or the notification (others).
             for collection_id in tx.deleted_faces | tx.deleted_collections:
                 self.indexes.purge_saved(collection_id)
         if tx.erases:

@@ -1057,11 +1057,15 @@ class PostgresStore(IndexedStore):
     change-log position it reflects) when the store closes and when a quantized index has been
     built. Opening loads every snapshot and replays only the change log after its position; a
     snapshot older than the log's compacted floor, of a collection that no longer exists (ids are
-    never reused in a database), or of another database (the folder is named by its store_id) is
-    removed and the index built from the database instead. Erasure: a snapshot never keeps a face
-    this process knows deleted: the server that deletes removes the file inside the deleting
-    transaction; the others remove it when they apply the deletion (the notification, or the
-    listener's catch-up after a reconnection); a server that was stopped removes it when it
+    never reused in a database), whose face count after the replay differs from the database's,
+    or of another database (the folder is named by PostgresDatabase.snapshot_key; other folders
+    are removed) is removed and the index built from the database instead. Erasure: a snapshot
+    never keeps a face this process knows deleted: the server that deletes removes the file
+    inside the deleting transaction and again, if a save raced it, when it erases its index after
+    the commit; the others remove theirs when they apply the deletion (the notification, the
+    listener's first catch-up, or its catch-up after a reconnection); close() removes the files
+    that a deletion committed after their save makes stale once the listener has stopped; a
+    server that was stopped (or killed, half-written files included) removes them when it
     starts, before serving.
     """
 
