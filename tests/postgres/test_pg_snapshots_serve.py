@@ -16,12 +16,15 @@ import pytest
 from pipeline.store import NewFace
 from pipeline.store.db import vector_to_blob
 from pipeline.store.postgres import SNAPSHOT_MIN_FACES, PostgresStore
+from pipeline.vision.packs import read_manifest
 from tests.support.server import ServeProcess, facepipe_serve, rekognition_client
 
 pytestmark = pytest.mark.slow
 
 DIM = 128
 FACES = SNAPSHOT_MIN_FACES + 100
+MODEL_VERSION = str(read_manifest("default")["model_version"])
+"""The server's engine scores only collections of its own model."""
 
 
 def _load_faces(url: str) -> tuple[list[str], np.ndarray]:
@@ -34,7 +37,11 @@ def _load_faces(url: str) -> tuple[list[str], np.ndarray]:
     try:
         with store.write() as tx:
             coll = tx.insert_collection(
-                "snap", "arn:aws:rekognition:us-east-1:000000000000:collection/snap", "6.0", DIM, {}
+                "snap",
+                "arn:aws:rekognition:us-east-1:000000000000:collection/snap",
+                MODEL_VERSION,
+                DIM,
+                {},
             )
             for i, (face_id, vector) in enumerate(zip(face_ids, vectors, strict=True)):
                 tx.insert_face(coll, NewFace(face_id, face_id, None, f"k{i}", 0, 0, 1, 1, 99.0, vector))
