@@ -75,8 +75,8 @@ MIN_ANN_THRESHOLD = 16
 """Smallest ann_threshold: training 4-bit codes (16 centroids per sub-quantizer) needs 16 vectors."""
 
 _MAGIC = b"FPIX1\n"
-_TEMP_PREFIX = ".tmp-"
-"""Half-written index files are named _TEMP_PREFIX + "collection-<id>-" + a random suffix."""
+TEMP_PREFIX = ".tmp-"
+"""Half-written index files are named TEMP_PREFIX + "collection-<id>-" + a random suffix."""
 BUILD_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 """OpenMP threads for building an index; searches use one (a single query gains nothing from
 more, and spinning OpenMP threads next to ONNX Runtime's made one query 100x slower here)."""
@@ -391,12 +391,14 @@ class IndexSet:
     @staticmethod
     def _temp_prefix(collection_id: int) -> str:
         """The name prefix of the collection's half-written index files (and of no other's)."""
-        return f"{_TEMP_PREFIX}collection-{collection_id}-"
+        return f"{TEMP_PREFIX}collection-{collection_id}-"
 
     def save(self, idx: CollectionIndex) -> None:
-        """Write a quantized index to its file (0600, atomically). Call it only while holding the
-        database's write lock with ``idx`` caught up to the head, so that no deletion can commit
-        between the catch-up and the file (see Store.persist_index)."""
+        """Write the index to its file (0600, atomically: a half-written file keeps TEMP_PREFIX) when
+        its kind is one of ``saved_kinds``. The caller keeps deleted faces out of the file: the
+        SQLite store saves while holding the database's write lock with ``idx`` caught up to the head;
+        the PostgreSQL store removes a snapshot whenever it applies a deletion after the saved
+        position. A folder removed meanwhile (a purge by another process) skips the save."""
         path = self._path(idx.collection_id)
         if path is None or idx.kind not in self.saved_kinds:
             return
@@ -412,8 +414,9 @@ class IndexSet:
             }
         ).encode()
         body = faiss.serialize_index(idx.index)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=self._temp_prefix(idx.collection_id))  # 0600
+        tmp = ""
         try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=self._temp_prefix(idx.collection_id))  # 0600
             with os.fdopen(fd, "wb") as f:
                 f.write(_MAGIC + struct.pack("<Q", len(header)) + header)
                 f.write(memoryview(body))
@@ -422,7 +425,8 @@ class IndexSet:
             idx.save_due = False
             return
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
             raise
         idx.saved = True
         idx.save_due = False
@@ -439,12 +443,12 @@ class IndexSet:
             return
         path.unlink(missing_ok=True)
         if path.parent.is_dir():
-            for stale in path.parent.glob(_TEMP_PREFIX + "*"):
+            for stale in path.parent.glob(TEMP_PREFIX + "*"):
                 # this collection's, and those of a facepipe that named them .tmp-<random> (mkstemp's
                 # random part has no "-": no current save of another collection is taken for one)
                 if (
                     stale.name.startswith(self._temp_prefix(collection_id))
-                    or "-" not in stale.name[len(_TEMP_PREFIX) :]
+                    or "-" not in stale.name[len(TEMP_PREFIX) :]
                 ):
                     stale.unlink(missing_ok=True)
         idx = self._indexes.get(collection_id)

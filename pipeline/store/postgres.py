@@ -72,7 +72,7 @@ from pipeline.store import IndexedStore
 from pipeline.store.base import TxBase
 from pipeline.store.db import blob_to_vector, face_insert_values
 from pipeline.store.files import private_directory
-from pipeline.store.index import _TEMP_PREFIX, DEFAULT_ANN_THRESHOLD, CollectionIndex, IndexSet
+from pipeline.store.index import DEFAULT_ANN_THRESHOLD, TEMP_PREFIX, CollectionIndex, IndexSet
 from pipeline.store.interface import FaceStore, StoreTransaction
 from pipeline.store.pg_migrations import MIGRATIONS, SCHEMA_VERSION
 from pipeline.store.records import CollectionRow, FaceRow, NewFace, UserRow
@@ -1033,7 +1033,7 @@ class SnapshotIndexes(IndexSet):
         progress in another process sharing the folder then finds its file gone and gives up)."""
         if self.index_dir is None or not self.index_dir.is_dir():
             return
-        for path in self.index_dir.glob(_TEMP_PREFIX + "*"):
+        for path in self.index_dir.glob(TEMP_PREFIX + "*"):
             path.unlink(missing_ok=True)
 
     def snapshot_ids(self) -> list[int]:
