@@ -37,10 +37,13 @@ from pipeline.bench.suite_server import (  # noqa: E402
 )
 from pipeline.store import NewFace  # noqa: E402
 from pipeline.store.postgres import PostgresStore  # noqa: E402
+from pipeline.vision.packs import read_manifest  # noqa: E402
 from tests.support.pgserver import TempPostgres  # noqa: E402
 from tests.support.server import free_port  # noqa: E402
 
 DIM = 128
+MODEL_VERSION = str(read_manifest("default")["model_version"])
+"""The servers' engine scores only collections of its own model."""
 OPERATIONS: dict[str, dict[str, Any]] = {
     "ListFaces": {"CollectionId": "m", "MaxResults": 20},
     "DescribeCollection": {"CollectionId": "m"},
@@ -55,7 +58,7 @@ def fill(url: str) -> None:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with store.write() as tx:
         coll = tx.insert_collection(
-            "m", "arn:aws:rekognition:local:000000000000:collection/m", "bench", DIM, {}
+            "m", "arn:aws:rekognition:local:000000000000:collection/m", MODEL_VERSION, DIM, {}
         )
         labels = [
             tx.insert_face(
