@@ -5,5 +5,6 @@
 - :mod:`pipeline.protocol.sigv4`: SigV4 verification (clock skew and replay limits).
 - :mod:`pipeline.protocol.credentials`: the accepted access key ids and secrets.
 - :mod:`pipeline.protocol.app`: the ASGI application (body cap, auth, thread pool, access log).
-- :mod:`pipeline.protocol.server`: ``facepipe serve`` (uvicorn, configuration, TLS, shutdown).
+- :mod:`pipeline.protocol.server`: ``serve(ServerOptions)`` (uvicorn, TLS, shutdown); its command
+  line and config file are parsed by :mod:`pipeline.cli.serve`.
 """

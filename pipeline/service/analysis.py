@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import InvalidParameterException
-from pipeline.service.common import FaceEngine
+from pipeline.service.common import FaceEngine, check_threshold
 from pipeline.service.selection import choose_faces, embed_chosen
 from pipeline.service.validation import show_value
 from pipeline.types import MAX_FACES_PER_IMAGE, DetectedFace
@@ -104,17 +104,6 @@ def _compared_face(face: DetectedFace) -> dict[str, Any]:
     return {key: detail[key] for key in ("BoundingBox", "Confidence", "Landmarks", "Pose", "Quality")}
 
 
-def _check_threshold(similarity_threshold: float) -> float:
-    if isinstance(similarity_threshold, bool) or not isinstance(similarity_threshold, int | float):
-        raise InvalidParameterException(
-            f"SimilarityThreshold must be a number from 0 to 100; got {show_value(similarity_threshold)}"
-        )
-    value = float(similarity_threshold)
-    if not 0.0 <= value <= 100.0:
-        raise InvalidParameterException(f"SimilarityThreshold must be from 0 to 100; got {value}")
-    return value
-
-
 def compare_faces(
     engine: FaceEngine,
     source: Any,
@@ -132,7 +121,7 @@ def compare_faces(
     image without a usable face, or a target image without any face, is InvalidParameterException
     (as Rekognition documents).
     """
-    threshold = _check_threshold(similarity_threshold)
+    threshold = check_threshold(similarity_threshold, "SimilarityThreshold")
     if quality_filter not in QUALITY_LEVELS:
         raise InvalidParameterException(
             f"QualityFilter must be one of {', '.join(QUALITY_LEVELS)}; got {show_value(quality_filter)}"

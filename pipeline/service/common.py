@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pipeline.errors import IdempotentParameterMismatchException, InvalidParameterException
 from pipeline.service.pagination import encode_token as encode_token  # tests forge tokens with it
+from pipeline.service.validation import show_value
 from pipeline.store import CollectionRow, Tx
 from pipeline.types import MAX_FACES_PER_IMAGE, DetectedFace
 
@@ -115,3 +116,15 @@ def engine_for(fp: FacePipe, coll: CollectionRow) -> FaceEngine:
             f" {engine.model_version} (FACEPIPE_MODEL_PACK): use the pack the collection was created with"
         )
     return engine
+
+
+def check_threshold(value: float, name: str) -> float:
+    """``value`` as a float when it is a number from 0 to 100 (a Similarity or Confidence bar);
+    InvalidParameterException naming ``name`` otherwise (NaN and booleans included). The operations
+    get this from the model's validation; the typed cores check it for direct callers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidParameterException(f"{name} must be a number from 0 to 100; got {show_value(value)}")
+    number = float(value)
+    if not 0.0 <= number <= 100.0:
+        raise InvalidParameterException(f"{name} must be from 0 to 100; got {number}")
+    return number

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.errors import InvalidParameterException, ResourceNotFoundException
 from pipeline.service import responses
-from pipeline.service.common import engine_for, operation
+from pipeline.service.common import check_threshold, engine_for, operation
 from pipeline.service.images import decoded_image
 from pipeline.service.results import Face, FaceMatch, FaceSearch, User, UserMatch, UserSearch
 from pipeline.service.selection import FACE_NOT_LARGEST, FaceChoice, choose_faces, embed_chosen
@@ -51,6 +51,7 @@ def _face_matches(
 ) -> list[FaceMatch]:
     """Faces of ``coll`` with Similarity >= ``threshold`` to ``vector``, best first, at most
     ``max_faces``, the face labelled ``skip_label`` left out."""
+    threshold = check_threshold(threshold, "FaceMatchThreshold")
     engine = engine_for(fp, coll)
     min_cosine = float(engine.cosine_at(threshold))
     hits = fp.store.search(coll, vector, max_faces + (skip_label is not None), min_cosine)
@@ -101,6 +102,7 @@ def _user_matches(
     exclude: str | None,
 ) -> list[UserMatch]:
     """Users of ``coll`` whose centroid has Similarity >= ``threshold`` to ``vector``, best first."""
+    threshold = check_threshold(threshold, "UserMatchThreshold")
     engine = engine_for(fp, coll)
     min_cosine = float(engine.cosine_at(threshold))
     matches = []

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.errors import ConflictException, ServiceQuotaExceededException
 from pipeline.service import responses
-from pipeline.service.common import engine_for, idempotent_write, operation
+from pipeline.service.common import check_threshold, engine_for, idempotent_write, operation
 from pipeline.service.pagination import Paginator
 from pipeline.service.results import AssociationResult, FaceFailure, User, UserPage, user_status
 from pipeline.store import CollectionRow, Tx
@@ -115,7 +115,11 @@ def associate(
     FaceIds count once. ``client_request_token``: the call is done once per token (a repeat gets
     the first call's result; another request with it is IdempotentParameterMismatchException).
     """
-    bar = ASSOCIATE_FACES_MATCH_THRESHOLD if threshold is None else float(threshold)
+    bar = (
+        ASSOCIATE_FACES_MATCH_THRESHOLD
+        if threshold is None
+        else check_threshold(threshold, "UserMatchThreshold")
+    )
     requested = list(dict.fromkeys(face_ids))
     fp.engine  # noqa: B018 - loaded before the write transaction, not while holding it
 
