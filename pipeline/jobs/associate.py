@@ -196,8 +196,8 @@ def run_associate_job(
 ) -> AssociateSummary:
     """Run an association job over validated manifest ``rows``; one report line per user.
 
-    ``manifest_dir`` anchors relative image paths; ``resolve_images`` indexes image rows (see
-    pipeline.jobs.index_folder.image_resolver). Raises ResourceNotFoundException when the
+    ``manifest_dir`` anchors relative image paths; ``resolve_images`` indexes image rows (the
+    associate job's resolver is in pipeline.jobs.runner). Raises ResourceNotFoundException when the
     collection does not exist; per-call failures are reported, not raised.
     """
     if not 0.0 <= user_match_threshold <= 100.0:
