@@ -1,7 +1,7 @@
 """`facepipe bench`: reproducible benchmark runs with plots and an accuracy report.
 
     facepipe bench [--suite NAME ...] [--provider cpu|cuda|auto] [--threads N] [--repeat N]
-                   [--warmup N] [--quick] [--sizes SUITE=N,N ...] [--pairs PATH] [--out DIR]
+                   [--warmup N] [--quick] [--seed N] [--sizes SUITE=N,N ...] [--pairs PATH] [--out DIR]
                    [--server-client http|boto3] [--server-no-auth] [--server-threads N]
                    [--compare OLD.json [NEW.json]] [--readme-section RESULTS.json]
 
