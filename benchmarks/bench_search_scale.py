@@ -7,7 +7,7 @@ through IndexSet.search, as SearchFaces runs them (k = MaxFaces 100, FaceMatchTh
 
 - ``quantized``: the store's index above its ANN threshold (32-byte PQ fast scan, measured candidate
   count, exact re-ranking);
-- ``quantized-64B``: the index before this change (64-byte codes, 1,000 candidates), as a peer
+- ``quantized-64B``: the previous release's index (64-byte codes, 1,000 candidates), as a peer
   (``--before-sizes``);
 - ``exact``: the exact index (IndexFlatIP range search), the peer every result is checked against
   (``--exact-sizes``; at most ``--exact-queries`` queries).
@@ -114,7 +114,7 @@ def memory_bytes(idx: CollectionIndex) -> int:
 
 
 def old_quantized(labels: np.ndarray, vectors: np.ndarray) -> CollectionIndex:
-    """The index before this change: 64-byte codes (one 4-bit sub-quantizer per dimension), 1,000 candidates."""
+    """The previous release's index: 64-byte codes (one 4-bit sub-quantizer per dimension), 1,000 candidates."""
     dim = vectors.shape[1]
     inner = faiss.IndexRefineFlat(faiss.IndexPQFastScan(dim, dim, 4, faiss.METRIC_INNER_PRODUCT))
     faiss.omp_set_num_threads(1)

@@ -300,7 +300,7 @@ def test_secure_delete_is_set_on_every_connection(tmp_path: Path) -> None:
 
 
 def test_index_file_saved_by_an_older_version_is_purged_of_removed_faces(tmp_path: Path) -> None:
-    """facepipe before this change kept removed faces in a saved quantized index (listed in its
+    """Earlier versions of facepipe kept removed faces in a saved quantized index (listed in its
     header, filtered at search time): opening such a file erases them and removes the file."""
     from tests.store.test_index import add_faces
 
@@ -350,7 +350,7 @@ def test_delete_collection_gives_disk_space_back(tmp_path: Path) -> None:
 
 
 def test_delete_collection_gives_space_back_in_a_store_without_incremental_vacuum(tmp_path: Path) -> None:
-    """Stores created before this change have auto_vacuum NONE: the first DeleteCollection VACUUMs
+    """Stores created by earlier versions have auto_vacuum NONE: the first DeleteCollection VACUUMs
     them once (switching them to incremental)."""
     home = tmp_path / "home"
     home.mkdir()
