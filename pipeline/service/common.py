@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pipeline.errors import IdempotentParameterMismatchException, InvalidParameterException
-from pipeline.service.pagination import encode_token as encode_token  # tests forge tokens with it
 from pipeline.service.validation import show_value
 from pipeline.store import CollectionRow, Tx
 from pipeline.types import MAX_FACES_PER_IMAGE, DetectedFace

@@ -10,8 +10,8 @@ import pytest
 
 from pipeline.errors import InvalidPaginationTokenException, InvalidParameterException
 from pipeline.service import FacePipe
-from pipeline.service.common import encode_token
 from pipeline.service.images import image_bytes
+from pipeline.service.pagination import encode_token
 from pipeline.service.validation import MAX_REPORTED, show_value
 from tests.service.test_messages import assert_no_python_repr
 

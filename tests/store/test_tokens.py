@@ -10,7 +10,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.errors import InvalidPaginationTokenException
 from pipeline.service import FacePipe
-from pipeline.service.common import encode_token
+from pipeline.service.pagination import encode_token
 from tests.support.synthetic_faces import LinearEngine
 
 UNSTORABLE_KEYS = ["\ud800", "a\x00b"]
