@@ -19,7 +19,8 @@ re-ranking store) and their quantized codes are overwritten with zeros and the i
 Only quantized indexes are saved to disk (flat ones rebuild from SQLite quickly); a saved file is
 written only under the database's write lock and after catching up to its head, and every write
 that deletes faces of the collection removes the file in that same lock (see :class:`Store`), so a
-saved index never holds a deleted face.
+saved index never holds a deleted face. On PostgreSQL the saved files are local snapshots, kept
+free of deleted faces as pipeline.store.postgres describes.
 
 Why a flat scan of small codes, and not a graph or a coarse quantizer (IVF): the matches above
 Similarity 80 at a million faces are mostly strangers who happen to sit just above the threshold
