@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -18,7 +19,7 @@ import onnxruntime as ort
 import pytest
 
 from pipeline.config import Settings
-from pipeline.errors import InternalServerError, InvalidParameterException, RekognitionError
+from pipeline.errors import InternalServerError, InvalidParameterException
 from pipeline.service import FacePipe
 from pipeline.vision import packs
 from pipeline.vision.align import align_face
@@ -249,47 +250,48 @@ def test_pack_round_trip_through_facepipe(
         pipe.close()
 
 
-@needs_weights
-def test_a_collection_keeps_the_pack_it_was_created_with(
-    fused_engine: FaceEngine, model_cache: Path, tmp_path: Path, sample_images: Path
-) -> None:
-    photo = {"Bytes": (sample_images / "t1.jpg").read_bytes()}
+@pytest.fixture()
+def plain_and_fused(
+    fused_engine: FaceEngine, model_cache: Path, tmp_path: Path
+) -> Iterator[tuple[FacePipe, FacePipe]]:
+    """Two FacePipes on one store: the default pack's engine and the fused pack's."""
     settings = Settings(data_dir=tmp_path / "home", cache_dir=tmp_path / "cache")
     plain_engine = get_engine(
         Settings(cache_dir=model_cache, provider="cpu", threads=2, embedder_precision="float32")
     )
     plain, fused = FacePipe(settings, engine=plain_engine), FacePipe(settings, engine=fused_engine)
     try:
-        plain.call("CreateCollection", {"CollectionId": "plain"})
-        fused.call("CreateCollection", {"CollectionId": "fused"})
-        for pipe, other in ((fused, "plain"), (plain, "fused")):
-            with pytest.raises(InvalidParameterException) as refused:
-                pipe.call("IndexFaces", {"CollectionId": other, "Image": photo})
-            message = refused.value.message
-            assert "-dimensional vectors of model" in message and other in message
-        # nothing was written by the refused calls
-        assert plain.call("DescribeCollection", {"CollectionId": "plain"})["FaceCount"] == 0
-        assert fused.call("DescribeCollection", {"CollectionId": "fused"})["FaceCount"] == 0
+        yield plain, fused
     finally:
         plain.close()
         fused.close()
+
+
+@needs_weights
+def test_a_collection_keeps_the_pack_it_was_created_with(
+    plain_and_fused: tuple[FacePipe, FacePipe], sample_images: Path
+) -> None:
+    plain, fused = plain_and_fused
+    photo = {"Bytes": (sample_images / "t1.jpg").read_bytes()}
+    plain.call("CreateCollection", {"CollectionId": "plain"})
+    fused.call("CreateCollection", {"CollectionId": "fused"})
+    for pipe, other in ((fused, "plain"), (plain, "fused")):
+        with pytest.raises(InvalidParameterException) as refused:
+            pipe.call("IndexFaces", {"CollectionId": other, "Image": photo})
+        message = refused.value.message
+        assert "-dimensional vectors of model" in message and other in message
+    # nothing was written by the refused calls
+    assert plain.call("DescribeCollection", {"CollectionId": "plain"})["FaceCount"] == 0
+    assert fused.call("DescribeCollection", {"CollectionId": "fused"})["FaceCount"] == 0
 
 
 @needs_weights
 def test_searching_a_collection_of_another_pack_is_refused(
-    fused_engine: FaceEngine, model_cache: Path, tmp_path: Path, sample_images: Path
+    plain_and_fused: tuple[FacePipe, FacePipe], sample_images: Path
 ) -> None:
+    plain, fused = plain_and_fused
     photo = {"Bytes": (sample_images / "t1.jpg").read_bytes()}
-    settings = Settings(data_dir=tmp_path / "home", cache_dir=tmp_path / "cache")
-    plain_engine = get_engine(
-        Settings(cache_dir=model_cache, provider="cpu", threads=2, embedder_precision="float32")
-    )
-    plain, fused = FacePipe(settings, engine=plain_engine), FacePipe(settings, engine=fused_engine)
-    try:
-        plain.call("CreateCollection", {"CollectionId": "plain"})
-        plain.call("IndexFaces", {"CollectionId": "plain", "Image": photo, "MaxFaces": 1})
-        with pytest.raises(RekognitionError):
-            fused.call("SearchFacesByImage", {"CollectionId": "plain", "Image": photo})
-    finally:
-        plain.close()
-        fused.close()
+    plain.call("CreateCollection", {"CollectionId": "plain"})
+    plain.call("IndexFaces", {"CollectionId": "plain", "Image": photo, "MaxFaces": 1})
+    with pytest.raises(InvalidParameterException, match="holds faces of model"):
+        fused.call("SearchFacesByImage", {"CollectionId": "plain", "Image": photo})
