@@ -21,33 +21,11 @@ import numpy as np
 import psycopg
 import pytest
 
-from pipeline.store import NewFace
 from pipeline.store.postgres import ChangeListener, PostgresStore
+from tests.postgres.test_pg_snapshots import _add, _open, _vectors
 from tests.support.erasure import files_holding as _files_holding
 from tests.support.erasure import loose_modes
 from tests.support.pgserver import TempPostgres
-
-DIM = 16
-
-
-def _open(url: str, snapshots: Path, listen: bool = False) -> PostgresStore:
-    return PostgresStore(url, ann_threshold=1000, listen=listen, snapshot_dir=snapshots, snapshot_min_faces=1)
-
-
-def _vectors(n: int, seed: int) -> np.ndarray:
-    x = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def _add(store: PostgresStore, name: str, vectors: np.ndarray) -> list[int]:
-    with store.write() as tx:
-        coll = tx.find_collection(name) or tx.insert_collection(name, f"arn:{name}", "t", DIM, {})
-        return [
-            tx.insert_face(
-                coll, NewFace(str(uuid.uuid4()), str(uuid.uuid4()), None, f"k{i}", 0, 0, 1, 1, 99.0, v)
-            )
-            for i, v in enumerate(vectors)
-        ]
 
 
 def _delete(url: str, name: str, labels: list[int]) -> None:
@@ -80,7 +58,7 @@ def _held_labels(store: PostgresStore, name: str) -> set[int]:
 
 @contextmanager
 def _store(url: str, snapshots: Path, listen: bool = False) -> Iterator[PostgresStore]:
-    store = _open(url, snapshots, listen)
+    store = _open(url, snapshots, listen=listen)
     try:
         yield store
     finally:
