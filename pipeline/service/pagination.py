@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from pipeline.errors import InvalidPaginationTokenException
-from pipeline.service.validation import show_value
+from pipeline.service.validation import is_valid_unicode, show_value
 
 T = TypeVar("T")
 K = TypeVar("K", str, int)
@@ -128,20 +128,11 @@ class Paginator(Generic[K]):
         if self.key_type is int:
             return isinstance(key, int) and not isinstance(key, bool) and 0 <= key < MAX_INT_KEY
         # forged when not a str: no stored name holds NUL or a lone surrogate
-        return isinstance(key, str) and "\x00" not in key and _encodable(key)
+        return isinstance(key, str) and "\x00" not in key and is_valid_unicode(key)
 
     @staticmethod
     def _invalid(token: str) -> InvalidPaginationTokenException:
         return InvalidPaginationTokenException(f"Invalid pagination token: {show_value(token[:64])}")
-
-
-def _encodable(text: str) -> bool:
-    """Whether ``text`` is valid Unicode (no lone surrogate: it encodes as UTF-8)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def encode_token(operation: str, scope: int, key: str | int, filters: Mapping[str, Any] | None = None) -> str:

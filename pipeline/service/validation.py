@@ -125,7 +125,7 @@ class _Violations:
         raise InvalidParameterException(text)
 
 
-def _is_valid_unicode(text: str) -> bool:
+def is_valid_unicode(text: str) -> bool:
     """False for strings holding lone surrogates (they cannot be stored or sent as UTF-8)."""
     try:
         text.encode("utf-8")
@@ -190,7 +190,7 @@ def _constraint_errors(shape: Shape, value: Any, path: str, found: _Violations) 
     if type_name == "string" and isinstance(value, str):
         if not length_ok(len(value)):
             return
-        if not _is_valid_unicode(value):
+        if not is_valid_unicode(value):
             fail("Member must be valid Unicode text (no lone surrogates)")
             return
         if "pattern" in meta and not _pattern(meta["pattern"]).fullmatch(value):
